@@ -1,0 +1,25 @@
+# The two commands: `make run` serves the demo, `make test` runs the suite.
+# Each sets itself up: virtual environment, install, schema.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test install clean
+
+$(BIN)/activate: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --requirement requirements.txt
+	touch $(BIN)/activate
+
+install: $(BIN)/activate
+
+run: install
+	$(BIN)/flask --app app demo --base-url http://localhost:$(PORT)
+	$(BIN)/gunicorn app:app --bind 0.0.0.0:$(PORT) --workers 2 --access-logfile -
+
+test: install
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache chatstore.db chatstore.db-wal chatstore.db-shm

@@ -1,0 +1,133 @@
+"""Bearer token -> caller (org, capabilities, kind), and the `requires` guard.
+
+The token's shape picks its one verifier: `csk_…` is an API key, three
+base64url parts joined by `.` are a login JWT. A token is never retried with
+the other verifier (RFC 8725 §3.12). Each resolver returns a Caller or raises
+ApiError(401).
+"""
+import datetime
+import functools
+import hashlib
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+
+import models
+from errors import ApiError
+
+API_KEY_PREFIX = "csk_"
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+API_KEY_BODY_LENGTH = 43   # 32 random bytes in base62
+API_KEY_CHECKSUM_LENGTH = 6
+API_KEY_PATTERN = re.compile(
+    API_KEY_PREFIX + f"[0-9A-Za-z]{{{API_KEY_BODY_LENGTH + API_KEY_CHECKSUM_LENGTH}}}")
+JWT_PATTERN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+LAST_USED_INTERVAL = datetime.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: str            # "api_key" or "jwt"
+    org_id: str
+    capabilities: frozenset
+
+
+def unauthorized(message, token_present=True):
+    challenge = 'Bearer error="invalid_token"' if token_present else "Bearer"
+    return ApiError(401, message, headers={"WWW-Authenticate": challenge})
+
+
+# --- API keys ---------------------------------------------------------------------
+
+def _base62(number, width):
+    digits = []
+    while number:
+        number, digit = divmod(number, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits)).rjust(width, "0")
+
+
+def _checksum(text):
+    return _base62(zlib.crc32(text.encode("ascii")), API_KEY_CHECKSUM_LENGTH)
+
+
+def new_api_key():
+    """A fresh key: prefix, 32 random bytes in base62, and a checksum of both."""
+    body = API_KEY_PREFIX + _base62(int.from_bytes(secrets.token_bytes(32), "big"), API_KEY_BODY_LENGTH)
+    return body + _checksum(body)
+
+
+def api_key_digest(key):
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def is_well_formed_api_key(token):
+    """Shape and checksum: a mistyped or made-up key fails here, with no query."""
+    if not API_KEY_PATTERN.fullmatch(token):
+        return False
+    body, checksum = token[:-API_KEY_CHECKSUM_LENGTH], token[-API_KEY_CHECKSUM_LENGTH:]
+    return secrets.compare_digest(_checksum(body), checksum)
+
+
+def resolve_api_key(token):
+    if not is_well_formed_api_key(token):
+        raise unauthorized("API key is malformed (bad length, characters or checksum)")
+    key = models.find_api_key(api_key_digest(token))
+    if key is None:
+        raise unauthorized("unknown API key")
+    if key.revoked_at is not None:
+        raise unauthorized("API key has been revoked")
+    now = models.now_utc()
+    if key.last_used_at is None or key.last_used_at < now - LAST_USED_INTERVAL:
+        models.touch_api_key(key.id, now, LAST_USED_INTERVAL)
+    return Caller("api_key", key.org_id, key.capability_set)
+
+
+# --- login JWTs -------------------------------------------------------------------
+
+def resolve_jwt(token):
+    if not current_app.config["CHATSTORE"].jwks_url:
+        raise unauthorized("login tokens are not accepted here (JWKS_URL is not configured)")
+    raise unauthorized("login token verification is not available yet")
+
+
+# --- the router -------------------------------------------------------------------
+
+def bearer_token():
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if not header.strip():
+        raise unauthorized("missing Authorization header; send Authorization: Bearer <token>",
+                           token_present=False)
+    if scheme.lower() != "bearer":
+        raise unauthorized("unsupported authorization scheme; send Authorization: Bearer <token>",
+                           token_present=False)
+    token = token.strip()
+    if not token:
+        raise unauthorized("empty bearer token", token_present=False)
+    return token
+
+
+def authenticate():
+    token = bearer_token()
+    if token.startswith(API_KEY_PREFIX):
+        return resolve_api_key(token)
+    if JWT_PATTERN.fullmatch(token):
+        return resolve_jwt(token)
+    raise unauthorized("token is neither a login JWT nor a Chatstore API key")
+
+
+def requires(capability):
+    """Authenticate, then check the capability, before the view looks anything up."""
+    def decorator(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            g.caller = authenticate()
+            if capability not in g.caller.capabilities:
+                raise ApiError(403, f"this token lacks the {capability!r} capability")
+            return view(*args, **kwargs)
+        return guarded
+    return decorator

@@ -1,0 +1,239 @@
+"""The `flask --app app …` commands.
+
+Each prints only its result on stdout (an id, a key, a count) so scripts can
+capture it; errors go to stderr as one line with exit status 1.
+"""
+import json
+import random
+import sys
+
+import click
+from marshmallow import ValidationError
+from peewee import IntegrityError
+from ulid import ULID
+
+import models
+from auth import api_key_digest, new_api_key
+from config import CAPABILITIES
+from schemas import ChatImportSchema, chat_type, is_ulid
+
+import_schema = ChatImportSchema()
+DEMO_ORG_ID = "demo"
+DEMO_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
+DEMO_CHAT_COUNT = 1000
+# What a new chat holds for each key an import line leaves out.
+NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
+                     "archived": False, "pinned": False, "muted_until": None}
+
+
+def register(app):
+    for command in (init_db, create_org, create_session, create_api_key, list_api_keys,
+                    revoke_api_key, import_chats, demo):
+        app.cli.add_command(command)
+
+
+def _iso(moment):
+    return moment.replace(microsecond=0).isoformat() + "Z" if moment else "-"
+
+
+@click.command("init-db")
+def init_db():
+    """Create or upgrade the schema; safe to run again and again."""
+    models.migrate()
+
+
+@click.command("create-org")
+@click.argument("name")
+@click.option("--id", "org_id", help="the org id, e.g. the identity provider's (default: a new ULID)")
+def create_org(name, org_id):
+    """Create an organization; prints its id."""
+    org_id = org_id if org_id is not None else str(ULID())
+    if not org_id.strip():
+        raise click.ClickException("--id must not be empty")
+    with models.database.connection_context():
+        try:
+            with models.database.atomic():
+                models.Org.create(id=org_id, name=name)
+        except IntegrityError:
+            raise click.ClickException(f"org {org_id!r} already exists") from None
+    click.echo(org_id)
+
+
+def _existing_org(org_id):
+    if not models.Org.select().where(models.Org.id == org_id).exists():
+        raise click.ClickException(f"no org {org_id!r}")
+
+
+@click.command("create-session")
+@click.argument("org_id")
+@click.option("--name", help="a label for the attached number")
+@click.option("--phone", help="the attached phone number")
+@click.option("--id", "session_id", help="the session id, a ULID (default: a new one)")
+def create_session(org_id, name, phone, session_id):
+    """Create a session (one attached WhatsApp number) in an org; prints its id."""
+    session_id = (session_id or str(ULID())).upper()
+    if not is_ulid(session_id):
+        raise click.ClickException(f"--id {session_id!r} is not a ULID")
+    with models.database.connection_context():
+        _existing_org(org_id)
+        try:
+            with models.database.atomic():
+                models.Session.create(id=session_id, org=org_id, name=name, phone=phone)
+        except IntegrityError:
+            raise click.ClickException(f"session {session_id} already exists") from None
+    click.echo(session_id)
+
+
+def _capabilities(text):
+    capabilities = sorted({part.strip() for part in text.split(",") if part.strip()})
+    unknown = [cap for cap in capabilities if cap not in CAPABILITIES]
+    if unknown or not capabilities:
+        raise click.BadParameter(f"use a comma-separated list of {', '.join(CAPABILITIES)}",
+                                 param_hint="--capabilities")
+    return ",".join(capabilities)
+
+
+def issue_api_key(org_id, capabilities, name):
+    """Store a new key's digest and return the key itself, which is never stored."""
+    key = new_api_key()
+    models.ApiKey.create(org=org_id, name=name, digest=api_key_digest(key), capabilities=capabilities)
+    return key
+
+
+@click.command("create-api-key")
+@click.argument("org_id")
+@click.option("--capabilities", required=True, help="comma-separated: read, send")
+@click.option("--name", help="what the key is for")
+def create_api_key(org_id, capabilities, name):
+    """Create an API key; prints it, the only time it is shown."""
+    capabilities = _capabilities(capabilities)
+    with models.database.connection_context():
+        _existing_org(org_id)
+        key = issue_api_key(org_id, capabilities, name)
+    click.echo(key)
+
+
+@click.command("list-api-keys")
+@click.argument("org_id")
+def list_api_keys(org_id):
+    """A tab-separated line per key: id, name, capabilities, created, last used, revoked."""
+    with models.database.connection_context():
+        _existing_org(org_id)
+        keys = models.ApiKey.select().where(models.ApiKey.org == org_id).order_by(models.ApiKey.id)
+        for key in keys:
+            click.echo("\t".join([str(key.id), key.name or "-", key.capabilities, _iso(key.created_at),
+                                  _iso(key.last_used_at), _iso(key.revoked_at)]))
+
+
+@click.command("revoke-api-key")
+@click.argument("key_id", type=int)
+def revoke_api_key(key_id):
+    """Revoke a key; every worker refuses it from the next request on."""
+    with models.database.connection_context():
+        key = models.ApiKey.get_or_none(models.ApiKey.id == key_id)
+        if key is None:
+            raise click.ClickException(f"no API key {key_id}")
+        (models.ApiKey.update(revoked_at=models.now_utc())
+         .where(models.ApiKey.id == key_id, models.ApiKey.revoked_at.is_null()).execute())
+
+
+def chat_rows(lines):
+    """Parse JSON Lines of Chat objects into column dicts; a bad line raises with its number."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            chat = json.loads(line)
+            if not isinstance(chat, dict):
+                raise ValidationError("must be a JSON object")
+            row = import_schema.load(chat)
+        except ValueError as error:  # JSONDecodeError and ValidationError alike
+            reason = error.messages if isinstance(error, ValidationError) else "not valid JSON"
+            raise click.ClickException(f"line {number}: {_one_line(reason)}; nothing was imported") from None
+        for ignored in ChatImportSchema.IGNORED:
+            row.pop(ignored, None)
+        row["type"] = chat_type(row["jid"])
+        if "last_message_at" in row:
+            row["sort_at"] = models.sort_at_for(row["last_message_at"])
+        yield row
+
+
+def _one_line(reason):
+    if isinstance(reason, dict):
+        return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in sorted(reason.items()))
+    if isinstance(reason, list):
+        return " ".join(map(str, reason))
+    return str(reason)
+
+
+def import_rows(session_id, rows):
+    """All or nothing: every row is upserted, or none is."""
+    counted = _Counter(rows)
+    with models.database.atomic():
+        models.upsert_chats(session_id, counted, NEW_CHAT_DEFAULTS)
+    return counted.count
+
+
+class _Counter:
+    def __init__(self, rows):
+        self.rows, self.count = rows, 0
+
+    def __iter__(self):
+        for row in self.rows:
+            self.count += 1
+            yield row
+
+
+@click.command("import-chats")
+@click.argument("session_id")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def import_chats(session_id, file):
+    """Upsert JSON Lines of Chat objects into a session; prints the count."""
+    session_id = session_id.upper()
+    with models.database.connection_context():
+        if not is_ulid(session_id) or models.Session.get_or_none(models.Session.id == session_id) is None:
+            raise click.ClickException(f"no session {session_id}")
+        try:
+            count = import_rows(session_id, chat_rows(file))
+        except UnicodeDecodeError:
+            raise click.ClickException("the file is not UTF-8; nothing was imported") from None
+    click.echo(count)
+
+
+def demo_chats(count):
+    """A believable spread of chats: every type, some pinned, archived, muted or silent."""
+    rng = random.Random(42)
+    newest = 1_764_000_000_000
+    for n in range(count):
+        server = "s.whatsapp.net" if n < 10 else rng.choices(
+            ["s.whatsapp.net", "g.us", "lid", "broadcast", "newsletter"], weights=[70, 22, 4, 2, 2])[0]
+        yield {
+            "jid": f"62812{n:07d}@{server}",
+            "name": None if n % 17 == 0 else f"Demo chat {n}",
+            "lastMessageAt": None if n % 29 == 0 else newest - rng.randrange(0, 90 * 86_400_000),
+            "unreadCount": rng.choice([0, 0, 0, 1, 2, 5, 12]),
+            "archived": n % 11 == 0 and n > 3,
+            "pinned": n < 3,
+            "mutedUntil": -1 if n % 13 == 0 else None,
+        }
+
+
+@click.command("demo")
+@click.option("--base-url", default="http://localhost:8000", help="where the server answers")
+def demo(base_url):
+    """Schema, an org, a session, ~1,000 chats and a read,send key; prints the key and curl lines."""
+    models.migrate()
+    with models.database.connection_context():
+        with models.database.atomic():
+            models.Org.insert(id=DEMO_ORG_ID, name="Demo org").on_conflict_ignore().execute()
+            models.Session.insert(id=DEMO_SESSION_ID, org=DEMO_ORG_ID, name="Demo number",
+                                  phone="+62 812 0000 0000").on_conflict_ignore().execute()
+        lines = (json.dumps(chat) for chat in demo_chats(DEMO_CHAT_COUNT))
+        import_rows(DEMO_SESSION_ID, chat_rows(lines))
+        key = issue_api_key(DEMO_ORG_ID, "read,send", "demo")
+    chats_url = f"{base_url}/api/v1/sessions/{DEMO_SESSION_ID}/chats"
+    click.echo(f"""API key (shown once): {key}
+
+curl -H 'Authorization: Bearer {key}' '{chats_url}?limit=3'
+curl -H 'Authorization: Bearer {key}' '{chats_url}/628120000001@s.whatsapp.net'
+curl -X PATCH -H 'Authorization: Bearer {key}' -d '{{"archived": true}}' '{chats_url}/628120000001@s.whatsapp.net'""")

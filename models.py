@@ -1,0 +1,275 @@
+"""The database binding, the tables, and the few queries that need care.
+
+The database object is created once and bound late (`bind_database`), so
+importing this module never connects: gunicorn forks its workers after import.
+"""
+import datetime
+import os
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
+from peewee import (JOIN, SQL, BigAutoField, BigIntegerField, BooleanField, CharField,
+                    DatabaseProxy, DateTimeField, ForeignKeyField, IntegerField, Model,
+                    TextField, Tuple, fn)
+from playhouse.migrations import Runner
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+database = DatabaseProxy()
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+# Chats with no message sort after every real timestamp (newest first).
+NO_MESSAGE_SORT_AT = -(2 ** 63)
+SQLITE_BUSY_TIMEOUT_MS = 5000
+CURSOR_SECRET_SETTING = "cursor_secret"
+
+
+def bind_database(url):
+    """Create the database the URL names and bind the models to it."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        db = PooledSqliteDatabase(
+            path or "chatstore.db",
+            pragmas={"journal_mode": "wal", "foreign_keys": 1,
+                     "busy_timeout": SQLITE_BUSY_TIMEOUT_MS, "synchronous": "normal"},
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            # Every write transaction takes the write lock up front, so two
+            # writers queue on the busy timeout instead of deadlocking on upgrade.
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+            autoconnect=False,
+            max_connections=8,
+            stale_timeout=300,
+        )
+    else:
+        # Heroku says postgres://; psycopg2 wants the connection URI unchanged.
+        dsn = urlunsplit(("postgresql",) + tuple(parts)[1:])
+        db = PooledPostgresqlDatabase(
+            None, dsn=dsn, autoconnect=False, max_connections=8, stale_timeout=300,
+            connect_timeout=3)
+    database.initialize(db)
+    return db
+
+
+def migrate():
+    """Create or upgrade the schema and the stored cursor secret; safe to repeat."""
+    with database.connection_context():
+        Runner(database.obj, MIGRATIONS_DIR).up()
+        # The first host to get here wins; the others keep its secret.
+        (Setting.insert(name=CURSOR_SECRET_SETTING, value=secrets.token_hex(32))
+         .on_conflict_ignore().execute())
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Org(BaseModel):
+    id = CharField(primary_key=True, max_length=255)
+    name = TextField()
+    created_at = DateTimeField(default=now_utc)
+
+
+class Session(BaseModel):
+    id = CharField(primary_key=True, max_length=26)
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    name = TextField(null=True)
+    phone = TextField(null=True)
+    created_at = DateTimeField(default=now_utc)
+
+
+class ApiKey(BaseModel):
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    name = TextField(null=True)
+    digest = CharField(unique=True, max_length=64)
+    capabilities = TextField()
+    created_at = DateTimeField(default=now_utc)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    @property
+    def capability_set(self):
+        return frozenset(filter(None, self.capabilities.split(",")))
+
+
+class Chat(BaseModel):
+    id = BigAutoField()
+    session = ForeignKeyField(Session, on_delete="CASCADE")
+    jid = TextField()
+    type = CharField(max_length=16)
+    name = TextField(null=True)
+    last_message_at = BigIntegerField(null=True)
+    # last_message_at with NULL mapped below every timestamp: a NOT NULL key
+    # lets one row-value comparison walk the display index on both backends.
+    sort_at = BigIntegerField(default=NO_MESSAGE_SORT_AT)
+    unread_count = IntegerField(default=0)
+    archived = BooleanField(default=False)
+    pinned = BooleanField(default=False)
+    muted_until = BigIntegerField(null=True)
+
+
+class Setting(BaseModel):
+    name = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+
+def sort_at_for(last_message_at):
+    return NO_MESSAGE_SORT_AT if last_message_at is None else last_message_at
+
+
+def load_cursor_secret():
+    """The key init-db stored for cursors when SECRET_KEY is unset."""
+    row = Setting.get_or_none(Setting.name == CURSOR_SECRET_SETTING)
+    return None if row is None else row.value
+
+
+# --- API keys ---------------------------------------------------------------
+
+def find_api_key(digest):
+    return ApiKey.get_or_none(ApiKey.digest == digest)
+
+
+def touch_api_key(key_id, now, min_interval):
+    """Record a use, unless one was recorded less than min_interval ago."""
+    stale_before = now - min_interval
+    (ApiKey.update(last_used_at=now)
+     .where(ApiKey.id == key_id,
+            ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < stale_before))
+     .execute())
+
+
+# --- chats -----------------------------------------------------------------
+
+def session_is_owned(session_id, org_id):
+    return Session.select().where(Session.id == session_id, Session.org == org_id).exists()
+
+
+def find_chat(session_id, org_id, jid):
+    """One query: (is the session the org's?, the chat row or None)."""
+    row = (Session.select(Session.id.alias("owned_session"), Chat)
+           .join(Chat, JOIN.LEFT_OUTER, on=((Chat.session == Session.id) & (Chat.jid == jid)))
+           .where(Session.id == session_id, Session.org == org_id)
+           .dicts().first())
+    if row is None:
+        return False, None
+    return True, (row if row["id"] is not None else None)
+
+
+def display_order():
+    return [Chat.pinned.desc(), Chat.sort_at.desc(), Chat.id.desc()]
+
+
+def display_position(chat):
+    """The keyset position of a chat row: where the next page starts after it."""
+    return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
+
+
+def list_chats(session_id, org_id, filters, after, limit):
+    """A page of chats in display order, or None when the session is not the org's.
+
+    `after` is the position of the previous page's last chat (or None), so a
+    deep page costs what the first page costs: the display index is walked
+    from that position, never counted through.
+    """
+    owned = Session.select(SQL("1")).where(Session.id == session_id, Session.org == org_id)
+    query = Chat.select().where(Chat.session == session_id, fn.EXISTS(owned))
+    for name, value in filters.items():
+        query = query.where(getattr(Chat, name) == value)
+    if after is not None:
+        pinned, sort_at, chat_id = after
+        query = query.where(Tuple(Chat.pinned, Chat.sort_at, Chat.id) < Tuple(pinned, sort_at, chat_id))
+    rows = list(query.order_by(*display_order()).limit(limit).dicts())
+    if not rows and not session_is_owned(session_id, org_id):
+        return None
+    return rows
+
+
+class ChatRuleError(Exception):
+    """A change WhatsApp itself would refuse; names the field at fault."""
+
+    def __init__(self, field_name, message):
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+def _lock(query):
+    # SQLite has no FOR UPDATE; its IMMEDIATE transactions already serialise writers.
+    return query.for_update() if database.obj.for_update else query
+
+
+def update_chat(chat_id, session_id, changes, max_pinned):
+    """Write only the columns in `changes`, under WhatsApp's pin rules, atomically.
+
+    Pinning locks the session row first, so two concurrent pins are counted
+    one after the other and can't both slip past the limit.
+    """
+    with database.atomic():
+        if changes.get("pinned") is True:
+            _lock(Session.select(Session.id).where(Session.id == session_id)).execute()
+        chat = _lock(Chat.select().where(Chat.id == chat_id)).get()
+        if changes.get("pinned") is True and not chat.pinned:
+            _check_can_pin(chat, changes, max_pinned)
+        if changes:
+            Chat.update(changes).where(Chat.id == chat_id).execute()
+        return Chat.select().where(Chat.id == chat_id).dicts().get()
+
+
+def _check_can_pin(chat, changes, max_pinned):
+    if changes.get("archived", chat.archived):
+        raise ChatRuleError("pinned", "an archived chat can't be pinned; "
+                            "send \"archived\": false with it to unarchive and pin")
+    pinned_now = (Chat.select().where(Chat.session == chat.session_id, Chat.pinned == True)  # noqa: E712
+                  .count())
+    if pinned_now >= max_pinned:
+        raise ChatRuleError("pinned", f"at most {max_pinned} chats can be pinned at once; "
+                            "unpin one first")
+
+
+# --- import ------------------------------------------------------------------
+
+IMPORT_BATCH_SIZE = 500
+
+
+def upsert_chats(session_id, rows, new_chat_defaults):
+    """Insert or update chats by (session, jid), each row writing only its own keys.
+
+    Rows are dicts of column -> value; a new chat takes new_chat_defaults for
+    the keys its row leaves out, an existing one keeps what it has. Consecutive rows with the same keys go
+    in one statement; a jid seen twice in a batch starts a new one, since one
+    INSERT … ON CONFLICT can't touch a row twice.
+    """
+    batch, batch_keys, batch_jids = [], None, set()
+    for row in rows:
+        keys = tuple(sorted(row))
+        if batch and (keys != batch_keys or row["jid"] in batch_jids
+                      or len(batch) >= IMPORT_BATCH_SIZE):
+            _upsert_batch(session_id, batch_keys, batch, new_chat_defaults)
+            batch, batch_jids = [], set()
+        batch.append(row)
+        batch_keys = keys
+        batch_jids.add(row["jid"])
+    if batch:
+        _upsert_batch(session_id, batch_keys, batch, new_chat_defaults)
+
+
+def _upsert_batch(session_id, keys, rows, new_chat_defaults):
+    insert_defaults = dict(new_chat_defaults, sort_at=NO_MESSAGE_SORT_AT)
+    columns = sorted(set(insert_defaults) | set(keys))
+    fields = [Chat.session] + [getattr(Chat, name) for name in columns]
+    values = [[session_id] + [row.get(name, insert_defaults.get(name)) for name in columns]
+              for row in rows]
+    # On conflict, only the keys the lines carried are written.
+    updated = {getattr(Chat, key): SQL(f"EXCLUDED.{getattr(Chat, key).column_name}")
+               for key in keys if key not in ("jid", "type")}
+    query = Chat.insert_many(values, fields=fields)
+    if updated:
+        query = query.on_conflict(conflict_target=[Chat.session, Chat.jid], update=updated)
+    else:
+        query = query.on_conflict_ignore()
+    query.execute()

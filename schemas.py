@@ -1,0 +1,206 @@
+"""marshmallow schemas: the one statement of what goes in and comes out.
+
+The same schemas validate requests, serialise responses and describe the API
+in /openapi.json, so the three can't drift apart.
+"""
+import re
+import time
+
+from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, validate,
+                         validates_schema)
+
+INT64_MAX = 2 ** 63 - 1
+MUTE_FOREVER = -1
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# A JID's server decides the chat's type (contract §1).
+JID_TYPES = {
+    "s.whatsapp.net": "dm",
+    "lid": "dm",
+    "g.us": "group",
+    "broadcast": "broadcast",
+    "newsletter": "newsletter",
+}
+CHAT_TYPES = ("dm", "group", "broadcast", "newsletter")
+JID_PATTERN = re.compile(r"[^@\s/]+@(" + "|".join(re.escape(s) for s in JID_TYPES) + r")")
+SIGNED_DIGITS = re.compile(r"[+-]?[0-9]+")
+ULID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # Crockford's base32
+
+
+def is_ulid(text):
+    """26 Crockford base32 characters, the first at most 7 (a 128-bit value)."""
+    return len(text) == 26 and text[0] <= "7" and ULID_CHARS.issuperset(text)
+
+
+def chat_type(jid):
+    """The chat type a JID's server gives, or None when it is not a chat JID."""
+    match = JID_PATTERN.fullmatch(jid)
+    return JID_TYPES[match.group(1)] if match else None
+
+
+# --- strict fields ------------------------------------------------------------
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean only: "true", 1 and null are refused (marshmallow's own accepts them)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise ValidationError("must be a JSON boolean: true or false")
+        return value
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer only: 1.5, 1.0, "1", true and null are refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not int:
+            raise ValidationError("must be a JSON integer")
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise ValidationError("must fit in a signed 64-bit integer")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string boolean: exactly `true` or `false`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value not in ("true", "false"):
+            raise ValidationError("must be true or false")
+        return value == "true"
+
+
+class PageSize(fields.Integer):
+    """`limit`: signed decimal digits, clamped to 1..200; empty or 0 means the default."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "":
+            return DEFAULT_PAGE_SIZE
+        if not isinstance(value, str) or not SIGNED_DIGITS.fullmatch(value):
+            raise ValidationError("must be a whole number (it is clamped to 1..200)")
+        size = int(value)
+        if size == 0:
+            return DEFAULT_PAGE_SIZE
+        return max(1, min(MAX_PAGE_SIZE, size))
+
+
+# --- responses -------------------------------------------------------------------
+
+class ChatSchema(Schema):
+    """A stored chat, exactly the contract's keys."""
+
+    id = fields.Integer(required=True)
+    jid = fields.String(required=True)
+    sessionId = fields.String(attribute="session", required=True)
+    type = fields.String(required=True, validate=validate.OneOf(CHAT_TYPES))
+    name = fields.String(required=True, allow_none=True)
+    lastMessageAt = fields.Integer(attribute="last_message_at", required=True, allow_none=True,
+                                   metadata={"description": "Unix epoch milliseconds"})
+    unreadCount = fields.Integer(attribute="unread_count", required=True)
+    archived = fields.Boolean(required=True)
+    pinned = fields.Boolean(required=True)
+    mutedUntil = fields.Integer(attribute="muted_until", required=True, allow_none=True,
+                                metadata={"description": "Unix epoch milliseconds; -1 is forever"})
+
+
+class ChatPageSchema(Schema):
+    data = fields.List(fields.Nested(ChatSchema), required=True)
+    nextCursor = fields.String(required=True, allow_none=True)
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+# --- requests -------------------------------------------------------------------
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def check_mute_instant(value):
+    if value != MUTE_FOREVER and value <= now_ms():
+        raise ValidationError("must be Unix epoch milliseconds in the future "
+                              "(not seconds), or -1 to mute forever")
+
+
+class ChatPatchSchema(Schema):
+    """PATCH body: only these fields, each of its exact JSON type."""
+
+    class Meta:
+        unknown = RAISE
+
+    archived = StrictBoolean()
+    pinned = StrictBoolean()
+    mutedUntil = StrictInteger(validate=check_mute_instant)
+    unmute = StrictBoolean()
+
+    @validates_schema
+    def check_pin_with_archive(self, data, **kwargs):
+        if data.get("archived") is True and data.get("pinned") is True:
+            raise ValidationError("an archived chat can't be pinned: archiving unpins",
+                                  field_name="pinned")
+
+
+def chat_changes(patch):
+    """The columns a validated PATCH body writes, and only those."""
+    changes = {}
+    if "archived" in patch:
+        changes["archived"] = patch["archived"]
+        if patch["archived"]:
+            changes["pinned"] = False  # WhatsApp unpins what it archives
+    if "pinned" in patch:
+        changes.setdefault("pinned", patch["pinned"])
+    if patch.get("unmute") is True:
+        changes["muted_until"] = None
+    elif "mutedUntil" in patch:
+        changes["muted_until"] = patch["mutedUntil"]
+    return changes
+
+
+class ChatListQuerySchema(Schema):
+    """The list's query string; unknown parameters are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = PageSize(load_default=DEFAULT_PAGE_SIZE,
+                     metadata={"description": "1..200, clamped; missing, empty or 0 means 50"})
+    cursor = fields.String(metadata={"description": "nextCursor of the previous page"})
+    archived = QueryBoolean()
+    pinned = QueryBoolean()
+    type = fields.String(validate=validate.OneOf(CHAT_TYPES))
+
+    FILTERS = ("archived", "pinned", "type")
+
+
+class ChatImportSchema(Schema):
+    """One line of an import file: a Chat object as GET returns it, `jid` required."""
+
+    class Meta:
+        unknown = RAISE
+
+    jid = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    lastMessageAt = StrictInteger(attribute="last_message_at", allow_none=True)
+    unreadCount = StrictInteger(attribute="unread_count", validate=validate.Range(min=0, max=2 ** 31 - 1))
+    archived = StrictBoolean()
+    pinned = StrictBoolean()
+    mutedUntil = StrictInteger(attribute="muted_until", allow_none=True)
+    # Present in saved GET responses; ignored on import.
+    id = fields.Raw(load_only=True)
+    sessionId = fields.Raw(load_only=True)
+    type = fields.Raw(load_only=True)
+
+    IGNORED = ("id", "sessionId", "type")
+
+    @validates_schema
+    def check_jid(self, data, **kwargs):
+        if "jid" in data and chat_type(data["jid"]) is None:
+            raise ValidationError("is not a chat JID (user@s.whatsapp.net, @lid, @g.us, "
+                                  "@broadcast or @newsletter)", field_name="jid")
