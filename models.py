@@ -6,11 +6,12 @@ importing this module never connects: gunicorn forks its workers after import.
 import datetime
 import os
 import secrets
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from peewee import (JOIN, SQL, BigAutoField, BigIntegerField, BooleanField, CharField,
                     DatabaseProxy, DateTimeField, ForeignKeyField, IntegerField, Model,
                     TextField, Tuple, fn)
+from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
@@ -41,11 +42,9 @@ def bind_database(url):
             stale_timeout=300,
         )
     else:
-        # Heroku says postgres://; psycopg2 wants the connection URI unchanged.
-        dsn = urlunsplit(("postgresql",) + tuple(parts)[1:])
-        db = PooledPostgresqlDatabase(
-            None, dsn=dsn, autoconnect=False, max_connections=8, stale_timeout=300,
-            connect_timeout=3)
+        # postgres:// (Heroku's spelling) and postgresql:// alike.
+        db = PooledPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True), autoconnect=False, max_connections=8,
+                                      stale_timeout=300, connect_timeout=3)
     database.initialize(db)
     return db
 
@@ -176,6 +175,14 @@ def list_chats(session_id, org_id, filters, after, limit):
     deep page costs what the first page costs: the display index is walked
     from that position, never counted through.
     """
+    rows = list(chat_page_query(session_id, org_id, filters, after, limit).dicts())
+    if not rows and not session_is_owned(session_id, org_id):
+        return None
+    return rows
+
+
+def chat_page_query(session_id, org_id, filters, after, limit):
+    # The ownership test rides along as a constant EXISTS, so a page is one query.
     owned = Session.select(SQL("1")).where(Session.id == session_id, Session.org == org_id)
     query = Chat.select().where(Chat.session == session_id, fn.EXISTS(owned))
     for name, value in filters.items():
@@ -183,10 +190,7 @@ def list_chats(session_id, org_id, filters, after, limit):
     if after is not None:
         pinned, sort_at, chat_id = after
         query = query.where(Tuple(Chat.pinned, Chat.sort_at, Chat.id) < Tuple(pinned, sort_at, chat_id))
-    rows = list(query.order_by(*display_order()).limit(limit).dicts())
-    if not rows and not session_is_owned(session_id, org_id):
-        return None
-    return rows
+    return query.order_by(*display_order()).limit(limit)
 
 
 class ChatRuleError(Exception):

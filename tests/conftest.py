@@ -1,0 +1,119 @@
+"""Fixtures: one database per run (SQLite file, or TEST_DATABASE_URL), emptied per test.
+
+The same test modules run on both backends: CI runs the suite once with no
+TEST_DATABASE_URL and once with a PostgreSQL one.
+"""
+import functools
+import json
+import os
+
+import pytest
+
+import models
+from app import create_app
+from cli import NEW_CHAT_DEFAULTS, chat_rows, issue_api_key
+
+SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
+OTHER_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8D"   # belongs to the other org
+MISSING_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8E"
+DATA_TABLES = [models.Chat, models.ApiKey, models.Session, models.Org]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "chatstore.db")
+    models.bind_database(url)
+    with models.database.connection_context():
+        # A fresh schema each run, so the migrations themselves are under test.
+        models.database.drop_tables(DATA_TABLES + [models.Setting], safe=True)
+        models.database.execute_sql("DROP TABLE IF EXISTS schema_migration")
+    models.migrate()
+    return url
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Build an app with extra environment variables, bound to the test database."""
+    def build(**environ):
+        return create_app({"DATABASE_URL": database_url, **environ})
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    with models.database.connection_context():
+        for table in DATA_TABLES:
+            table.delete().execute()
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def connected(function):
+    """Run a test helper on its own connection: requests open and close theirs."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with models.database.connection_context():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@pytest.fixture
+def orgs(app):
+    """Two orgs, each with a session; the caller's org is `acme`."""
+    with models.database.connection_context():
+        models.Org.create(id="acme", name="Acme")
+        models.Org.create(id="globex", name="Globex")
+        models.Session.create(id=SESSION_ID, org="acme", name="main")
+        models.Session.create(id=OTHER_SESSION_ID, org="globex", name="theirs")
+    return {"own": SESSION_ID, "other": OTHER_SESSION_ID, "missing": MISSING_SESSION_ID}
+
+
+@pytest.fixture
+def keys(orgs):
+    """API keys of acme with each capability set, and one of globex."""
+    with models.database.connection_context():
+        return {
+            "read,send": issue_api_key("acme", "read,send", "both"),
+            "read": issue_api_key("acme", "read", "reader"),
+            "send": issue_api_key("acme", "send", "sender"),
+            "other": issue_api_key("globex", "read,send", "theirs"),
+        }
+
+
+@pytest.fixture
+def headers(keys):
+    return {"Authorization": f"Bearer {keys['read,send']}"}
+
+
+@connected
+def add_chats(session_id, *chats):
+    """Store chats as an import would; each is a dict of contract keys."""
+    lines = [json.dumps(chat) for chat in chats]
+    with models.database.atomic():
+        models.upsert_chats(session_id, chat_rows(lines), NEW_CHAT_DEFAULTS)
+
+
+def chat_url(session_id, jid=None):
+    base = f"/api/v1/sessions/{session_id}/chats"
+    return base if jid is None else f"{base}/{jid}"
+
+
+def error_body(code, message, details=None):
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+@connected
+def stored(jid, session_id=SESSION_ID):
+    return models.Chat.select().where(models.Chat.session == session_id, models.Chat.jid == jid).dicts().get()
