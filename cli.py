@@ -147,15 +147,20 @@ def chat_rows(lines):
             if not isinstance(chat, dict):
                 raise ValidationError("must be a JSON object")
             row = import_schema.load(chat)
-        except ValueError as error:  # JSONDecodeError and ValidationError alike
-            reason = error.messages if isinstance(error, ValidationError) else "not valid JSON"
-            raise click.ClickException(f"line {number}: {_one_line(reason)}; nothing was imported") from None
+        except ValueError:
+            raise _bad_line(number, "not valid JSON") from None
+        except ValidationError as error:
+            raise _bad_line(number, _one_line(error.messages)) from None
         for ignored in ChatImportSchema.IGNORED:
             row.pop(ignored, None)
         row["type"] = chat_type(row["jid"])
         if "last_message_at" in row:
             row["sort_at"] = models.sort_at_for(row["last_message_at"])
         yield row
+
+
+def _bad_line(number, reason):
+    return click.ClickException(f"line {number}: {reason}; nothing was imported")
 
 
 def _one_line(reason):

@@ -36,9 +36,15 @@ def database_url(tmp_path_factory):
 @pytest.fixture
 def make_app(database_url):
     """Build an app with extra environment variables, bound to the test database."""
+    pools = []
+
     def build(**environ):
-        return create_app({"DATABASE_URL": database_url, **environ})
-    return build
+        app = create_app({"DATABASE_URL": database_url, **environ})
+        pools.append(models.database.obj)
+        return app
+    yield build
+    for pool in pools:
+        pool.close_all()
 
 
 @pytest.fixture
