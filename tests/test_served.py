@@ -1,0 +1,128 @@
+"""Against a real gunicorn with 4 workers: concurrent writes, the pin limit, revocation."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+import models
+from conftest import SESSION_ID, add_chats, connected, stored
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+WORKERS = 4
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(database_url, app, tmp_path):
+    """gunicorn serving app:app on the test database; yields its base URL."""
+    port = free_port()
+    log = open(tmp_path / "gunicorn.log", "w+")
+    process = subprocess.Popen(
+        [GUNICORN, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS)],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            log.seek(0)
+            pytest.fail("gunicorn did not start:\n" + log.read())
+        time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=20)
+    log.seek(0)
+    assert "Traceback" not in log.read()
+
+
+def simultaneously(calls):
+    """Run the calls at the same moment, one thread each; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        return call()
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_simultaneous_patches_of_different_fields_all_persist(server, headers, orgs):
+    jid = "6281234567890@s.whatsapp.net"
+    add_chats(SESSION_ID, {"jid": jid})
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats/{jid}"
+    future = int(time.time() * 1000) + 86_400_000
+    with requests.Session() as http:
+        for round_number in range(5):
+            archived, muted_until = round_number % 2 == 0, future + round_number
+            bodies = [{"archived": archived} if n % 2 else {"mutedUntil": muted_until} for n in range(20)]
+            answers = simultaneously([
+                (lambda body=body: requests.patch(url, json=body, headers=headers, timeout=30)) for body in bodies])
+            assert [answer.status_code for answer in answers] == [200] * 20
+            row = stored(jid)
+            assert (row["archived"], row["muted_until"]) == (archived, muted_until), round_number
+            assert http.get(url, headers=headers).json()["mutedUntil"] == muted_until
+
+
+def test_simultaneous_pins_stop_at_the_limit(server, headers, orgs):
+    add_chats(SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(10)))
+    urls = [f"{server}/api/v1/sessions/{SESSION_ID}/chats/{n}@s.whatsapp.net" for n in range(10)]
+    answers = simultaneously([
+        (lambda url=url: requests.patch(url, json={"pinned": True}, headers=headers, timeout=30)) for url in urls])
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 3 + [422] * 7
+    assert all(answer.json()["error"]["details"] == {"pinned": [
+        "at most 3 chats can be pinned at once; unpin one first"]} for answer in answers if answer.status_code == 422)
+    assert _pinned_count() == 3
+
+
+@connected
+def _pinned_count():
+    return models.Chat.select().where(models.Chat.pinned == True).count()  # noqa: E712
+
+
+def test_revocation_is_at_once_in_every_worker(server, keys, orgs):
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats"
+    # Many requests, spread across every worker, before the revocation.
+    before = simultaneously([(lambda: requests.get(url, headers=headers, timeout=30))] * 16)
+    assert {answer.status_code for answer in before} == {200}
+    _revoke("reader")
+    after = simultaneously([(lambda: requests.get(url, headers=headers, timeout=30))] * 16)
+    assert {answer.status_code for answer in after} == {401}
+    assert after[0].json() == {"error": {"code": "unauthorized", "message": "API key has been revoked",
+                                         "details": {}}}
+
+
+@connected
+def _revoke(name):
+    models.ApiKey.update(revoked_at=models.now_utc()).where(models.ApiKey.name == name).execute()
+
+
+def test_curl_shapes_over_http(server, headers, orgs):
+    """What a curl user sends: %40 in the path, a body without Content-Type, a HEAD."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats/1%40s.whatsapp.net"
+    assert requests.get(url, headers=headers, timeout=10).json()["jid"] == "1@s.whatsapp.net"
+    response = requests.patch(url, data=b'{"archived":true}', headers={
+        **headers, "Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    assert response.status_code == 200 and response.json()["archived"] is True
+    response = requests.delete(url, timeout=10)
+    assert response.status_code == 405 and response.headers["Allow"] and response.json()["error"]["code"] == \
+        "method_not_allowed"
