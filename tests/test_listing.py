@@ -52,6 +52,11 @@ def thousand(orgs):
     add_chats(OTHER_SESSION_ID, {"jid": "1@s.whatsapp.net"})
 
 
+@pytest.fixture
+def hundred(orgs):
+    add_chats(SESSION_ID, *many_chats(100))
+
+
 @pytest.mark.parametrize("limit", [1, 7, 50, 200])
 def test_paging_1000_chats_returns_each_exactly_once_in_display_order(client, headers, thousand, limit):
     chats, pages = page_through(client, headers, limit)
@@ -142,7 +147,7 @@ def _edit_payload(cursor, edit):
     lambda c: _edit_payload(c, lambda body: body.__setitem__(1, {"archived": True})),
     lambda c: "é" + c,
 ])
-def test_cursor_not_issued_by_the_server_is_422(client, headers, thousand, tamper):
+def test_cursor_not_issued_by_the_server_is_422(client, headers, hundred, tamper):
     cursor = tamper(_first_cursor(client, headers))
     response = client.get(URL, query_string={"cursor": cursor}, headers=headers)
     assert response.status_code == 422
@@ -150,7 +155,7 @@ def test_cursor_not_issued_by_the_server_is_422(client, headers, thousand, tampe
         "validation_error", "invalid cursor", {"cursor": ["cursor was not issued by this server for this listing"]})
 
 
-def test_cursor_from_another_session_is_422(client, headers, keys, thousand):
+def test_cursor_from_another_session_is_422(client, headers, keys, hundred):
     add_chats(OTHER_SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(5)))
     other_headers = {"Authorization": f"Bearer {keys['other']}"}
     foreign = client.get(f"{chat_url(OTHER_SESSION_ID)}?limit=2", headers=other_headers).get_json()["nextCursor"]
@@ -160,7 +165,7 @@ def test_cursor_from_another_session_is_422(client, headers, keys, thousand):
         "cursor": ["cursor was not issued by this server for this listing"]}
 
 
-def test_cursor_is_keyed_by_secret_key(make_app, headers, thousand):
+def test_cursor_is_keyed_by_secret_key(make_app, headers, hundred):
     cursor = _first_cursor(make_app(SECRET_KEY="one").test_client(), headers)
     assert make_app(SECRET_KEY="one").test_client().get(
         URL, query_string={"cursor": cursor}, headers=headers).status_code == 200
@@ -194,7 +199,7 @@ def test_chat_added_between_pages_causes_no_repeat_and_no_gap(client, headers, o
     ("type=newsletter", lambda c: c["type"] == "newsletter"),
     ("archived=false&type=dm&pinned=false", lambda c: not c["archived"] and c["type"] == "dm" and not c["pinned"]),
 ])
-def test_filters_are_kept_by_the_cursor(client, headers, thousand, query, expected):
+def test_filters_are_kept_by_the_cursor(client, headers, hundred, query, expected):
     everything, _ = page_through(client, headers, 200)
     wanted = [chat for chat in everything if expected(chat)]
     # Later pages are fetched with the cursor alone: its own filters apply.
@@ -209,14 +214,14 @@ def test_filters_are_kept_by_the_cursor(client, headers, thousand, query, expect
     assert chats == wanted and wanted
 
 
-def test_filters_repeated_with_their_cursor_are_accepted(client, headers, thousand):
+def test_filters_repeated_with_their_cursor_are_accepted(client, headers, hundred):
     cursor = _first_cursor(client, headers, "&archived=false&type=dm")
     response = client.get(f"{URL}?limit=2&archived=false&type=dm&cursor={cursor}", headers=headers)
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("query", ["archived=true", "type=group", "pinned=false", "archived=false&pinned=true"])
-def test_filters_different_from_the_cursors_are_422_naming_cursor(client, headers, thousand, query):
+def test_filters_different_from_the_cursors_are_422_naming_cursor(client, headers, hundred, query):
     cursor = _first_cursor(client, headers, "&archived=false&type=dm")
     response = client.get(f"{URL}?{query}&cursor={cursor}", headers=headers)
     assert response.status_code == 422
