@@ -233,6 +233,9 @@ def demo(base_url):
             models.Org.insert(id=DEMO_ORG_ID, name="Demo org").on_conflict_ignore().execute()
             models.Session.insert(id=DEMO_SESSION_ID, org=DEMO_ORG_ID, name="Demo number",
                                   phone="+62 812 0000 0000").on_conflict_ignore().execute()
+            if models.Session.get_by_id(DEMO_SESSION_ID).org_id != DEMO_ORG_ID:
+                raise click.ClickException(f"session {DEMO_SESSION_ID} exists in another org; "
+                                           "use a fresh database for the demo")
         lines = (json.dumps(chat) for chat in demo_chats(DEMO_CHAT_COUNT))
         import_rows(DEMO_SESSION_ID, chat_rows(lines))
         key = issue_api_key(DEMO_ORG_ID, "read,send", "demo")
