@@ -10,6 +10,7 @@ import cli
 import models
 from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
+from jwks import JwksCache
 
 request_log = logging.getLogger("chatstore.request")
 
@@ -25,6 +26,9 @@ def create_app(environ=None):
     app.json.sort_keys = False
     configure_logging(config.log_level)
     models.bind_database(config.database_url)
+    if config.jwks_url:
+        app.extensions["jwks"] = JwksCache(config.jwks_url, config.jwks_timeout_seconds,
+                                           config.jwks_cache_seconds, config.jwks_min_refetch_seconds)
 
     app.register_blueprint(chats.bp)
     app.teardown_request(close_database)

@@ -13,10 +13,12 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
+import jwt
 from flask import current_app, g, request
 
 import models
 from errors import ApiError
+from jwks import JwksUnavailable
 
 API_KEY_PREFIX = "csk_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -88,10 +90,87 @@ def resolve_api_key(token):
 
 # --- login JWTs -------------------------------------------------------------------
 
+# PyJWT's exceptions, as the message a 401 gives; the first match wins.
+JWT_ERROR_MESSAGES = [
+    (jwt.ExpiredSignatureError, "login token has expired"),
+    (jwt.ImmatureSignatureError, "login token is not valid yet (nbf or iat in the future)"),
+    (jwt.InvalidIssuerError, "login token issuer is not accepted"),
+    (jwt.InvalidAudienceError, "login token audience is not accepted"),
+    (jwt.InvalidSignatureError, "login token signature is invalid"),
+    (jwt.DecodeError, "login token is malformed"),
+]
+
+
 def resolve_jwt(token):
-    if not current_app.config["CHATSTORE"].jwks_url:
+    config = current_app.config["CHATSTORE"]
+    keys = current_app.extensions.get("jwks")
+    if keys is None:
         raise unauthorized("login tokens are not accepted here (JWKS_URL is not configured)")
-    raise unauthorized("login token verification is not available yet")
+    claims = verified_claims(token, keys, config)
+    org_id = claim(claims, config.jwt_org_claim)
+    if not isinstance(org_id, str) or not org_id:
+        raise unauthorized("login token names no organization (no active org)")
+    role = claim(claims, config.jwt_role_claim)
+    capabilities = config.role_capabilities.get(role, ()) if isinstance(role, str) else ()
+    return Caller("jwt", org_id, frozenset(capabilities))
+
+
+def verified_claims(token, keys, config):
+    """The token's claims once its signature and time, issuer, audience and azp checks pass."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise unauthorized("login token is malformed") from None
+    algorithm = header.get("alg")
+    if algorithm not in config.jwt_algorithms:
+        raise unauthorized(f"login token algorithm {algorithm!r} is not accepted")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise unauthorized("login token is malformed")
+    # Only keys from JWKS_URL: the header's jku, x5u, jwk and x5c are never looked at.
+    try:
+        jwk = keys.signing_key(kid)
+    except JwksUnavailable:
+        raise ApiError(503, "the identity provider's signing keys are unavailable; try again shortly") from None
+    if jwk is None:
+        raise unauthorized("login token is signed by an unknown key" if kid is not None else
+                           "login token has no kid and the identity provider has several keys")
+    if jwk.get("alg", algorithm) != algorithm:
+        raise unauthorized(f"login token algorithm {algorithm!r} does not match its key")
+    try:
+        key = jwt.PyJWK(jwk, algorithm=algorithm)
+        claims = jwt.decode(
+            token, key, algorithms=[algorithm], issuer=config.jwt_issuer, audience=config.jwt_audience,
+            leeway=config.jwt_leeway_seconds,
+            options={"require": ["exp"], "verify_aud": config.jwt_audience is not None})
+    except jwt.MissingRequiredClaimError as error:
+        raise unauthorized(f"login token lacks the {error.claim!r} claim") from None
+    except (jwt.PyJWKError, jwt.InvalidKeyError):
+        raise unauthorized(f"login token algorithm {algorithm!r} does not match its key") from None
+    except jwt.InvalidTokenError as error:
+        raise unauthorized(jwt_error_message(error)) from None
+    if config.jwt_authorized_parties and "azp" in claims and claims["azp"] not in config.jwt_authorized_parties:
+        raise unauthorized("login token authorized party (azp) is not accepted")
+    return claims
+
+
+def jwt_error_message(error):
+    for kind, message in JWT_ERROR_MESSAGES:
+        if isinstance(error, kind):
+            return message
+    return "login token is invalid"
+
+
+def claim(claims, name):
+    """A claim by name; a name that is not a top-level key is a `.` path into nested objects."""
+    if name in claims:
+        return claims[name]
+    value = claims
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 # --- the router -------------------------------------------------------------------

@@ -12,6 +12,8 @@ import pytest
 import models
 from app import create_app
 from cli import NEW_CHAT_DEFAULTS, chat_rows, issue_api_key
+from config import DEFAULT_ROLE_CAPABILITIES
+from identity_provider import IdentityProvider
 
 SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 OTHER_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8D"   # belongs to the other org
@@ -33,13 +35,33 @@ def database_url(tmp_path_factory):
     return url
 
 
+@pytest.fixture(scope="session")
+def identity_provider():
+    """A real JWKS server on loopback, and a minter of login tokens it can verify."""
+    provider = IdentityProvider()
+    yield provider
+    provider.stop()
+
+
+def app_environ(database_url, identity_provider):
+    """The environment every test app starts from; `sender` is a role with `send` alone."""
+    return {"DATABASE_URL": database_url, "JWKS_URL": identity_provider.url,
+            "ROLE_CAPABILITIES": json.dumps({**DEFAULT_ROLE_CAPABILITIES, "sender": ["send"]})}
+
+
 @pytest.fixture
-def make_app(database_url):
+def base_environ(database_url, identity_provider):
+    identity_provider.reset()
+    return app_environ(database_url, identity_provider)
+
+
+@pytest.fixture
+def make_app(base_environ):
     """Build an app with extra environment variables, bound to the test database."""
     pools = []
 
     def build(**environ):
-        app = create_app({"DATABASE_URL": database_url, **environ})
+        app = create_app({**base_environ, **environ})
         pools.append(models.database.obj)
         return app
     yield build
@@ -98,9 +120,22 @@ def keys(orgs):
         }
 
 
+@pytest.fixture(params=["api_key", "jwt"])
+def tokens(request, keys, identity_provider):
+    """Bearer tokens of each capability set, of one kind: every chats test runs with both kinds."""
+    if request.param == "api_key":
+        return keys
+    return {
+        "read,send": identity_provider.mint({"org_id": "acme", "org_role": "admin"}),
+        "read": identity_provider.mint({"org_id": "acme", "org_role": "viewer"}),
+        "send": identity_provider.mint({"org_id": "acme", "org_role": "sender"}),
+        "other": identity_provider.mint({"org_id": "globex", "org_role": "owner"}),
+    }
+
+
 @pytest.fixture
-def headers(keys):
-    return {"Authorization": f"Bearer {keys['read,send']}"}
+def headers(tokens):
+    return {"Authorization": f"Bearer {tokens['read,send']}"}
 
 
 @connected

@@ -155,9 +155,9 @@ def test_cursor_not_issued_by_the_server_is_422(client, headers, hundred, tamper
         "validation_error", "invalid cursor", {"cursor": ["cursor was not issued by this server for this listing"]})
 
 
-def test_cursor_from_another_session_is_422(client, headers, keys, hundred):
+def test_cursor_from_another_session_is_422(client, headers, tokens, hundred):
     add_chats(OTHER_SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(5)))
-    other_headers = {"Authorization": f"Bearer {keys['other']}"}
+    other_headers = {"Authorization": f"Bearer {tokens['other']}"}
     foreign = client.get(f"{chat_url(OTHER_SESSION_ID)}?limit=2", headers=other_headers).get_json()["nextCursor"]
     response = client.get(URL, query_string={"cursor": foreign}, headers=headers)
     assert response.status_code == 422

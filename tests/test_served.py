@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import models
-from conftest import SESSION_ID, add_chats, connected, stored
+from conftest import SESSION_ID, add_chats, connected, stored, app_environ
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
@@ -24,21 +24,22 @@ def free_port():
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server(database_url, app, tmp_path):
-    """gunicorn serving app:app on the test database; yields its base URL."""
+@pytest.fixture(scope="module")
+def gunicorn(database_url, identity_provider, tmp_path_factory):
+    """gunicorn serving app:app on the test database, for this module's tests; yields its base URL."""
     port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w+")
+    log = open(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", "w+")
+    environ = app_environ(database_url, identity_provider)
     process = subprocess.Popen(
         [GUNICORN, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS)],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT)
+        cwd=ROOT, env={**os.environ, **environ}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
             if requests.get(base + "/healthz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             log.seek(0)
@@ -49,6 +50,12 @@ def server(database_url, app, tmp_path):
     process.wait(timeout=20)
     log.seek(0)
     assert "Traceback" not in log.read()
+
+
+@pytest.fixture
+def server(gunicorn, app):
+    """The served app, its data emptied like every test's."""
+    return gunicorn
 
 
 def simultaneously(calls):
