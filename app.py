@@ -3,7 +3,7 @@ import logging
 import sys
 import time
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 import chats
 import cli
@@ -11,6 +11,7 @@ import models
 from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
+from openapi import build_openapi
 
 request_log = logging.getLogger("chatstore.request")
 
@@ -37,6 +38,8 @@ def create_app(environ=None):
     register_error_handlers(app)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/readyz", view_func=readyz)
+    app.extensions["openapi"] = build_openapi()
+    app.add_url_rule("/openapi.json", view_func=openapi_document)
     cli.register(app)
     return app
 
@@ -61,6 +64,11 @@ def readyz():
         request_log.warning("readiness check failed: %s", type(error).__name__)
         return error_response(503, "unavailable", "the database is not answering")
     return {"status": "ok"}
+
+
+def openapi_document():
+    """The OpenAPI 3.1 document of every endpoint."""
+    return current_app.extensions["openapi"]
 
 
 def configure_logging(level):

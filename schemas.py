@@ -95,7 +95,7 @@ class ChatSchema(Schema):
     name = fields.String(required=True, allow_none=True)
     lastMessageAt = fields.Integer(attribute="last_message_at", required=True, allow_none=True,
                                    metadata={"description": "Unix epoch milliseconds"})
-    unreadCount = fields.Integer(attribute="unread_count", required=True)
+    unreadCount = fields.Integer(attribute="unread_count", required=True, validate=validate.Range(min=0))
     archived = fields.Boolean(required=True)
     pinned = fields.Boolean(required=True)
     mutedUntil = fields.Integer(attribute="muted_until", required=True, allow_none=True,
@@ -135,10 +135,12 @@ class ChatPatchSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    archived = StrictBoolean()
-    pinned = StrictBoolean()
-    mutedUntil = StrictInteger(validate=check_mute_instant)
-    unmute = StrictBoolean()
+    archived = StrictBoolean(metadata={"description": "Archiving also unpins"})
+    pinned = StrictBoolean(metadata={"description": "At most MAX_PINNED_CHATS (3) pinned; not while archived"})
+    mutedUntil = StrictInteger(validate=check_mute_instant, metadata={
+        "minimum": MUTE_FOREVER, "maximum": INT64_MAX,
+        "description": "Unix epoch milliseconds in the future, or -1 to mute forever"})
+    unmute = StrictBoolean(metadata={"description": "true clears any mute, whatever mutedUntil says"})
 
     @validates_schema
     def check_pin_with_archive(self, data, **kwargs):

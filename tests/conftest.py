@@ -14,6 +14,7 @@ from app import create_app
 from cli import NEW_CHAT_DEFAULTS, chat_rows, issue_api_key
 from config import DEFAULT_ROLE_CAPABILITIES
 from identity_provider import IdentityProvider
+from openapi_responses import check_against_openapi, record_response
 
 SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 OTHER_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8D"   # belongs to the other org
@@ -55,13 +56,23 @@ def base_environ(database_url, identity_provider):
     return app_environ(database_url, identity_provider)
 
 
+@pytest.fixture(scope="session")
+def recorded_responses():
+    """Every response the test apps gave, checked against /openapi.json when the run ends."""
+    responses = []
+    yield responses
+    problems = check_against_openapi(responses)
+    assert not problems, "responses that do not match the OpenAPI document:\n" + "\n".join(problems[:20])
+
+
 @pytest.fixture
-def make_app(base_environ):
+def make_app(base_environ, recorded_responses):
     """Build an app with extra environment variables, bound to the test database."""
     pools = []
 
     def build(**environ):
         app = create_app({**base_environ, **environ})
+        app.after_request(lambda response: record_response(recorded_responses, response))
         pools.append(models.database.obj)
         return app
     yield build
