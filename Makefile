@@ -16,7 +16,7 @@ install: $(BIN)/activate
 
 run: install
 	$(BIN)/flask --app app demo --base-url http://localhost:$(PORT)
-	$(BIN)/gunicorn app:app --bind 0.0.0.0:$(PORT) --workers 2
+	PORT=$(PORT) $(BIN)/gunicorn app:app --config gunicorn.conf.py
 
 test: install
 	$(BIN)/pytest -q

@@ -1,9 +1,8 @@
 """create_app wires the parts together; `app` is what gunicorn serves."""
 import logging
 import sys
-import time
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app
 
 import chats
 import cli
@@ -11,9 +10,10 @@ import models
 from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
+from logs import configure_logging, log_request, start_timer
 from openapi import build_openapi
 
-request_log = logging.getLogger("chatstore.request")
+log = logging.getLogger("chatstore")
 
 
 def create_app(environ=None):
@@ -25,7 +25,7 @@ def create_app(environ=None):
     # after authentication and lookup, as the contract's order of checks wants.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     models.bind_database(config.database_url)
     if config.jwks_url:
         app.extensions["jwks"] = JwksCache(config.jwks_url, config.jwks_timeout_seconds,
@@ -61,7 +61,7 @@ def readyz():
         with models.database.connection_context():
             models.database.execute_sql("SELECT 1")
     except Exception as error:  # any failure to reach the database means "not ready"
-        request_log.warning("readiness check failed: %s", type(error).__name__)
+        log.warning("readiness check failed: %s", type(error).__name__)
         return error_response(503, "unavailable", "the database is not answering")
     return {"status": "ok"}
 
@@ -71,35 +71,16 @@ def openapi_document():
     return current_app.extensions["openapi"]
 
 
-def configure_logging(level):
-    root = logging.getLogger("chatstore")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(handler)
-        root.propagate = False
-    root.setLevel(level)
-
-
-def start_timer():
-    g.started = time.perf_counter()
-
-
-def log_request(response):
-    """One line per request; the caller is named by kind and org, never by token."""
-    caller = g.get("caller")
-    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    request_log.info("%s %s %d %.1fms auth=%s org=%s", request.method, request.path,
-                     response.status_code, elapsed_ms,
-                     caller.kind if caller else "-", caller.org_id if caller else "-")
-    return response
+# gunicorn stops, instead of restarting the worker forever, when a worker exits with this code.
+GUNICORN_WORKER_BOOT_ERROR = 3
 
 
 def _create_app_or_exit():
     try:
         return create_app()
     except ConfigError as error:
-        sys.exit(f"chatstore: bad configuration: {error}")
+        print(f"chatstore: bad configuration: {error}", file=sys.stderr)
+        sys.exit(GUNICORN_WORKER_BOOT_ERROR if "gunicorn.workers" in sys.modules else 1)
 
 
 app = _create_app_or_exit()

@@ -51,6 +51,7 @@ class Config:
     max_body_bytes: int = 65536
     max_pinned_chats: int = 3
     log_level: str = "INFO"
+    log_format: str = "text"
     secret_key: str | None = None
 
 
@@ -140,6 +141,13 @@ def _log_level(environ):
     return level
 
 
+def _log_format(environ):
+    log_format = (_optional(environ, "LOG_FORMAT") or Config.log_format).lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT", "must be text or json")
+    return log_format
+
+
 def load_config(environ=None):
     """Build the Config from the environment, or raise ConfigError."""
     environ = os.environ if environ is None else environ
@@ -162,5 +170,6 @@ def load_config(environ=None):
         max_body_bytes=_non_negative_int(environ, "MAX_BODY_BYTES", Config.max_body_bytes),
         max_pinned_chats=max_pinned,
         log_level=_log_level(environ),
+        log_format=_log_format(environ),
         secret_key=_optional(environ, "SECRET_KEY"),
     )

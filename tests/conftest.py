@@ -5,9 +5,11 @@ TEST_DATABASE_URL and once with a PostgreSQL one.
 """
 import functools
 import json
+import logging
 import os
 
 import pytest
+from flask import request
 
 import models
 from app import create_app
@@ -65,13 +67,44 @@ def recorded_responses():
     assert not problems, "responses that do not match the OpenAPI document:\n" + "\n".join(problems[:20])
 
 
+class LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session")
+def suite_log():
+    """The whole suite's application log, and every bearer token sent; no token may be in the log."""
+    capture, tokens = LogCapture(), set()
+    yield capture, tokens
+    text = "\n".join(capture.lines)
+    assert capture.lines, "nothing was logged"
+    leaked = [token[:12] + "…" for token in tokens if len(token) >= 16 and token in text]
+    signatures = [token[:12] + "…" for token in tokens if token.count(".") == 2 and len(token.split(".")[2]) >= 16
+                  and token.split(".")[2] in text]
+    assert not leaked and not signatures, f"tokens in the log: {leaked + signatures}"
+
+
+def remember_token(tokens):
+    _, _, token = request.headers.get("Authorization", "").partition(" ")
+    if token.strip():
+        tokens.add(token.strip())
+
+
 @pytest.fixture
-def make_app(base_environ, recorded_responses):
+def make_app(base_environ, recorded_responses, suite_log):
     """Build an app with extra environment variables, bound to the test database."""
     pools = []
+    capture, tokens = suite_log
 
     def build(**environ):
         app = create_app({**base_environ, **environ})
+        logging.getLogger("chatstore").addHandler(capture)
+        app.before_request(lambda: remember_token(tokens))
         app.after_request(lambda response: record_response(recorded_responses, response))
         pools.append(models.database.obj)
         return app
