@@ -24,11 +24,23 @@ CURSOR_SECRET_SETTING = "cursor_secret"
 
 
 def bind_database(url):
-    """Create the database the URL names and bind the models to it."""
+    """Bind the models to the database the URL names; one pool per URL per process."""
+    if url not in _pools:
+        _pools[url] = _pooled_database(url)
+    database.initialize(_pools[url])
+    return _pools[url]
+
+
+_pools = {}
+
+
+def _pooled_database(url):
+    # No connection is opened here; each worker process opens its own on first use.
     parts = urlsplit(url)
+    common = {"autoconnect": False, "max_connections": None, "stale_timeout": 300}
     if parts.scheme == "sqlite":
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        db = PooledSqliteDatabase(
+        return PooledSqliteDatabase(
             path or "chatstore.db",
             pragmas={"journal_mode": "wal", "foreign_keys": 1,
                      "busy_timeout": SQLITE_BUSY_TIMEOUT_MS, "synchronous": "normal"},
@@ -37,16 +49,10 @@ def bind_database(url):
             # writers queue on the busy timeout instead of deadlocking on upgrade.
             lock_type="IMMEDIATE",
             check_same_thread=False,
-            autoconnect=False,
-            max_connections=8,
-            stale_timeout=300,
-        )
-    else:
-        # postgres:// (Heroku's spelling) and postgresql:// alike.
-        db = PooledPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True), autoconnect=False, max_connections=8,
-                                      stale_timeout=300, connect_timeout=3)
-    database.initialize(db)
-    return db
+            **common)
+    # postgres:// (Heroku's spelling) and postgresql:// alike.
+    return PooledPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True),
+                                    connect_timeout=3, **common)
 
 
 def migrate():

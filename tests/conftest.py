@@ -98,7 +98,6 @@ def remember_token(tokens):
 @pytest.fixture
 def make_app(base_environ, recorded_responses, suite_log):
     """Build an app with extra environment variables, bound to the test database."""
-    pools = []
     capture, tokens = suite_log
 
     def build(**environ):
@@ -106,11 +105,8 @@ def make_app(base_environ, recorded_responses, suite_log):
         logging.getLogger("chatstore").addHandler(capture)
         app.before_request(lambda: remember_token(tokens))
         app.after_request(lambda response: record_response(recorded_responses, response))
-        pools.append(models.database.obj)
         return app
-    yield build
-    for pool in pools:
-        pool.close_all()
+    return build
 
 
 @pytest.fixture
