@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 import models
 from auth import requires
 from cursors import CursorError, decode_cursor, encode_cursor
-from errors import not_found, validation_error
+from errors import ApiError, not_found, validation_error
 from schemas import (ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema,
                      chat_changes, chat_type, is_ulid)
 
@@ -56,8 +56,15 @@ def get_chat(sid, cid):
 def list_chats(sid):
     """A page of the session's chats in display order."""
     session_id = session_id_or_404(sid)
-    query = load_or_422(list_query_schema, request.args.to_dict())
-    filters, after = page_position(session_id, query)
+    try:
+        query = load_or_422(list_query_schema, request.args.to_dict())
+        filters, after = page_position(session_id, query)
+    except ApiError:
+        # 404 comes before 422: a bad query on a session that isn't the caller's is not found.
+        # Checked only here, so a good query costs the one page query alone.
+        if not models.session_is_owned(session_id, g.caller.org_id):
+            raise not_found(SESSION_NOT_FOUND) from None
+        raise
     rows = models.list_chats(session_id, g.caller.org_id, filters, after, query["limit"] + 1)
     if rows is None:
         raise not_found(SESSION_NOT_FOUND)

@@ -152,3 +152,19 @@ def test_other_orgs_token_cannot_reach_our_session(client, tokens, chat):
     response = client.get(chat_url(SESSION_ID, JID), headers={"Authorization": f"Bearer {tokens['other']}"})
     assert response.status_code == 404
     assert response.get_json() == error_body("not_found", "session not found")
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "archived=yes", "cursor=garbage", "type=channel"])
+@pytest.mark.parametrize("session_id", [OTHER_SESSION_ID, MISSING_SESSION_ID])
+def test_not_found_comes_before_a_bad_query(client, headers, chat, query, session_id):
+    response = client.get(f"{chat_url(session_id)}?{query}", headers=headers)
+    assert response.status_code == 404
+    assert response.get_json() == error_body("not_found", "session not found")
+
+
+def test_not_found_comes_before_a_bad_body(client, headers, chat):
+    for session_id, jid, message in [(OTHER_SESSION_ID, JID, "session not found"),
+                                     (SESSION_ID, "0@s.whatsapp.net", "chat not found")]:
+        response = client.patch(chat_url(session_id, jid), data="not json", headers=headers)
+        assert response.status_code == 404
+        assert response.get_json() == error_body("not_found", message)
