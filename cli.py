@@ -146,13 +146,13 @@ def chat_rows(lines):
             chat = json.loads(line)
             if not isinstance(chat, dict):
                 raise ValidationError("must be a JSON object")
+            for ignored in ChatImportSchema.IGNORED:
+                chat.pop(ignored, None)
             row = import_schema.load(chat)
         except ValueError:
             raise _bad_line(number, "not valid JSON") from None
         except ValidationError as error:
             raise _bad_line(number, _one_line(error.messages)) from None
-        for ignored in ChatImportSchema.IGNORED:
-            row.pop(ignored, None)
         row["type"] = chat_type(row["jid"])
         if "last_message_at" in row:
             row["sort_at"] = models.sort_at_for(row["last_message_at"])
@@ -171,22 +171,34 @@ def _one_line(reason):
     return str(reason)
 
 
-def import_rows(session_id, rows):
-    """All or nothing: every row is upserted, or none is."""
-    counted = _Counter(rows)
+def import_rows(session_id, rows, progress=False):
+    """All or nothing: every row is upserted, or none is. Rows are streamed, never all in memory."""
+    counted = _Counter(rows, progress)
+    models.use_bulk_cache()
     with models.database.atomic():
         models.upsert_chats(session_id, counted, NEW_CHAT_DEFAULTS)
+    counted.finish()
     return counted.count
 
 
 class _Counter:
-    def __init__(self, rows):
-        self.rows, self.count = rows, 0
+    """Counts the rows going through; with progress, a line on stderr every PROGRESS_EVERY rows."""
+
+    PROGRESS_EVERY = 50_000
+
+    def __init__(self, rows, progress):
+        self.rows, self.count, self.progress = rows, 0, progress
 
     def __iter__(self):
         for row in self.rows:
             self.count += 1
+            if self.progress and self.count % self.PROGRESS_EVERY == 0:
+                click.echo(f"\rimported {self.count:,} lines…", err=True, nl=False)
             yield row
+
+    def finish(self):
+        if self.progress and self.count >= self.PROGRESS_EVERY:
+            click.echo(f"\rimported {self.count:,} lines.   ", err=True)
 
 
 @click.command("import-chats")
@@ -199,7 +211,8 @@ def import_chats(session_id, file):
         if not is_ulid(session_id) or models.Session.get_or_none(models.Session.id == session_id) is None:
             raise click.ClickException(f"no session {session_id}")
         try:
-            count = import_rows(session_id, chat_rows(file))
+            # Progress only on a terminal: stdout carries just the count, for scripts.
+            count = import_rows(session_id, chat_rows(file), progress=sys.stderr.isatty())
         except UnicodeDecodeError:
             raise click.ClickException("the file is not UTF-8; nothing was imported") from None
     click.echo(count)

@@ -181,28 +181,27 @@ class ChatListQuerySchema(Schema):
     FILTERS = ("archived", "pinned", "type")
 
 
+def check_chat_jid(jid):
+    if chat_type(jid) is None:
+        raise ValidationError("is not a chat JID (user@s.whatsapp.net, @lid, @g.us, @broadcast or @newsletter)")
+
+
 class ChatImportSchema(Schema):
-    """One line of an import file: a Chat object as GET returns it, `jid` required."""
+    """One line of an import file: a Chat object as GET returns it, `jid` required.
+
+    `id`, `sessionId` and `type` (present in saved GET responses) are dropped
+    before loading by the import command; any other unknown key is an error.
+    """
 
     class Meta:
         unknown = RAISE
 
-    jid = fields.String(required=True)
+    jid = fields.String(required=True, validate=check_chat_jid)
     name = fields.String(allow_none=True)
     lastMessageAt = StrictInteger(attribute="last_message_at", allow_none=True)
     unreadCount = StrictInteger(attribute="unread_count", validate=validate.Range(min=0, max=2 ** 31 - 1))
     archived = StrictBoolean()
     pinned = StrictBoolean()
     mutedUntil = StrictInteger(attribute="muted_until", allow_none=True)
-    # Present in saved GET responses; ignored on import.
-    id = fields.Raw(load_only=True)
-    sessionId = fields.Raw(load_only=True)
-    type = fields.Raw(load_only=True)
 
     IGNORED = ("id", "sessionId", "type")
-
-    @validates_schema
-    def check_jid(self, data, **kwargs):
-        if "jid" in data and chat_type(data["jid"]) is None:
-            raise ValidationError("is not a chat JID (user@s.whatsapp.net, @lid, @g.us, "
-                                  "@broadcast or @newsletter)", field_name="jid")
