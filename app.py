@@ -7,6 +7,7 @@ from flask import Flask, current_app
 import chats
 import cli
 import models
+from auth import VerifiedTokenCache
 from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
@@ -30,6 +31,7 @@ def create_app(environ=None):
     if config.jwks_url:
         app.extensions["jwks"] = JwksCache(config.jwks_url, config.jwks_timeout_seconds,
                                            config.jwks_cache_seconds, config.jwks_min_refetch_seconds)
+        app.extensions["verified_tokens"] = VerifiedTokenCache(config.jwks_cache_seconds)
 
     app.register_blueprint(chats.bp)
     app.teardown_request(close_database)

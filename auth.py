@@ -10,6 +10,7 @@ import functools
 import hashlib
 import re
 import secrets
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -101,7 +102,44 @@ JWT_ERROR_MESSAGES = [
 ]
 
 
+class VerifiedTokenCache:
+    """Callers of recently verified JWTs, by the token's SHA-256, each kept no later than its `exp`.
+
+    A polling frontend sends the same token many times a minute; this spares
+    the signature check (the costliest step) on all but the first. Entries also
+    end after the JWKS cache period, so a key the provider withdraws stops
+    counting within that time.
+    """
+
+    def __init__(self, max_age_seconds, max_entries=10_000):
+        self.max_age_seconds = max_age_seconds
+        self.max_entries = max_entries
+        self.entries = {}
+
+    def get(self, token):
+        entry = self.entries.get(hashlib.sha256(token.encode()).digest())
+        if entry is not None and entry[1] > time.time():
+            return entry[0]
+        return None
+
+    def put(self, token, caller, expires_at):
+        if len(self.entries) >= self.max_entries:
+            self.entries.pop(next(iter(self.entries)), None)  # the oldest entry
+        keep_until = min(expires_at, time.time() + self.max_age_seconds)
+        self.entries[hashlib.sha256(token.encode()).digest()] = (caller, keep_until)
+
+
 def resolve_jwt(token):
+    verified = current_app.extensions.get("verified_tokens")
+    caller = verified.get(token) if verified is not None else None
+    if caller is None:
+        caller, expires_at = verify_jwt(token)
+        verified.put(token, caller, expires_at)
+    return caller
+
+
+def verify_jwt(token):
+    """The caller a login JWT names once every check passes, and when the token expires."""
     config = current_app.config["CHATSTORE"]
     keys = current_app.extensions.get("jwks")
     if keys is None:
@@ -112,7 +150,7 @@ def resolve_jwt(token):
         raise unauthorized("login token names no organization (no active org)")
     role = claim(claims, config.jwt_role_claim)
     capabilities = config.role_capabilities.get(role, ()) if isinstance(role, str) else ()
-    return Caller("jwt", org_id, frozenset(capabilities))
+    return Caller("jwt", org_id, frozenset(capabilities)), claims["exp"]
 
 
 def verified_claims(token, keys, config):

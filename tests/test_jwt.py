@@ -243,6 +243,11 @@ def test_a_jwt_is_never_retried_as_an_api_key(client, identity_provider, chats, 
 
 
 # --- the JWKS cache ---------------------------------------------------------------------
+# Verified tokens are cached, so each request below that must reach the JWKS cache sends a new token.
+
+def new_token(provider, n):
+    return provider.mint({**ACME_ADMIN, "jti": str(n)})
+
 
 class FakeClock:
     def __init__(self):
@@ -265,14 +270,13 @@ def clocked(make_app):
 
 def test_keys_are_cached_for_jwks_cache_seconds(clocked, identity_provider, chats):
     client, clock = clocked(JWKS_CACHE_SECONDS="300", JWKS_MIN_REFETCH_SECONDS="30")
-    token = identity_provider.mint(ACME_ADMIN)
-    for _ in range(5):
-        assert get(client, token).status_code == 200
+    for n in range(5):
+        assert get(client, new_token(identity_provider, n)).status_code == 200
     assert identity_provider.requests == 1
     clock.now += 299
-    assert get(client, token).status_code == 200 and identity_provider.requests == 1
+    assert get(client, new_token(identity_provider, 5)).status_code == 200 and identity_provider.requests == 1
     clock.now += 2
-    assert get(client, token).status_code == 200 and identity_provider.requests == 2
+    assert get(client, new_token(identity_provider, 6)).status_code == 200 and identity_provider.requests == 2
 
 
 def test_100_random_kids_cause_at_most_one_fetch_per_cooldown(clocked, identity_provider, chats):
@@ -321,11 +325,10 @@ def test_a_rotated_in_key_is_found(clocked, identity_provider, chats):
 
 def test_a_failed_fetch_keeps_the_cached_keys(clocked, identity_provider, chats):
     client, clock = clocked(JWKS_CACHE_SECONDS="60", JWKS_MIN_REFETCH_SECONDS="30")
-    token = identity_provider.mint(ACME_ADMIN)
-    assert get(client, token).status_code == 200
+    assert get(client, new_token(identity_provider, 1)).status_code == 200
     identity_provider.mode = "fail"
     clock.now += 120
-    assert get(client, token).status_code == 200
+    assert get(client, new_token(identity_provider, 2)).status_code == 200
     assert identity_provider.requests == 2
 
 
@@ -348,15 +351,47 @@ def test_a_hanging_endpoint_costs_no_more_than_the_timeout(make_app, identity_pr
 
 def test_cached_keys_keep_working_while_the_endpoint_hangs(clocked, identity_provider, chats):
     client, clock = clocked(JWKS_TIMEOUT_SECONDS="0.5", JWKS_CACHE_SECONDS="60")
-    token = identity_provider.mint(ACME_ADMIN)
-    assert get(client, token).status_code == 200
+    assert get(client, new_token(identity_provider, 0)).status_code == 200
     identity_provider.mode, identity_provider.hang_seconds = "hang", 3
     clock.now += 120
-    for _ in range(3):
+    for n in range(1, 4):
         started = time.monotonic()
-        assert get(client, token).status_code == 200
+        assert get(client, new_token(identity_provider, n)).status_code == 200
         assert time.monotonic() - started < 1.5
     assert identity_provider.requests == 2   # one attempt; the cooldown holds off the rest
+
+
+def test_a_verified_token_is_not_verified_again(client, identity_provider, chats, monkeypatch):
+    import auth
+    token = identity_provider.mint(ACME_ADMIN)
+    assert get(client, token).status_code == 200
+    monkeypatch.setattr(auth, "verified_claims", lambda *args: pytest.fail("verified twice"))
+    assert get(client, token).status_code == 200
+    other = identity_provider.mint({**ACME_ADMIN, "jti": "another"})
+    monkeypatch.undo()
+    assert get(client, other).status_code == 200
+
+
+def test_a_cached_token_still_expires(make_app, identity_provider, chats, monkeypatch):
+    import auth
+    client = make_app(JWT_LEEWAY_SECONDS="0").test_client()
+    token = identity_provider.mint(ACME_ADMIN, expires_in=2)
+    assert get(client, token).status_code == 200
+    later = time.time() + 3
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _FrozenDatetime(later))
+    assert_401(get(client, token), "login token has expired")
+
+
+class _FrozenDatetime:
+    """datetime for PyJWT's clock, frozen at a Unix time."""
+
+    def __init__(self, timestamp):
+        import datetime
+        self.timestamp, self.datetime = timestamp, datetime.datetime
+
+    def now(self, tz=None):
+        return self.datetime.fromtimestamp(self.timestamp, tz)
 
 
 # --- providers ------------------------------------------------------------------------
