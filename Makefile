@@ -23,3 +23,9 @@ test: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache chatstore.db chatstore.db-wal chatstore.db-shm
+
+# Slow checks, never part of `make test`.
+.PHONY: bench
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/run.py
