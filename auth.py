@@ -81,12 +81,21 @@ def resolve_api_key(token):
     key = models.find_api_key(api_key_digest(token))
     if key is None:
         raise unauthorized("unknown API key")
-    if key.revoked_at is not None:
+    if key["revoked"]:
         raise unauthorized("API key has been revoked")
     now = models.now_utc()
-    if key.last_used_at is None or key.last_used_at < now - LAST_USED_INTERVAL:
-        models.touch_api_key(key.id, now, LAST_USED_INTERVAL)
-    return Caller("api_key", key.org_id, key.capability_set)
+    if last_use_is_stale(key["last_used_at"], now):
+        models.touch_api_key(key["id"], now, LAST_USED_INTERVAL)
+    return Caller("api_key", key["org_id"], frozenset(filter(None, key["capabilities"].split(","))))
+
+
+def last_use_is_stale(last_used_at, now):
+    """Whether the key's last use is unrecorded or over a minute old (SQLite returns it as text)."""
+    if last_used_at is None:
+        return True
+    if isinstance(last_used_at, str):
+        last_used_at = datetime.datetime.fromisoformat(last_used_at)
+    return last_used_at < now - LAST_USED_INTERVAL
 
 
 # --- login JWTs -------------------------------------------------------------------

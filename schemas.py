@@ -85,6 +85,13 @@ class PageSize(fields.Integer):
 
 # --- responses -------------------------------------------------------------------
 
+class StoredBoolean(fields.Boolean):
+    """A stored flag as a JSON boolean: SQLite hands back 0 and 1, and marshmallow 4 passes them through."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else bool(value)
+
+
 class ChatSchema(Schema):
     """A stored chat, exactly the contract's keys."""
 
@@ -96,8 +103,8 @@ class ChatSchema(Schema):
     lastMessageAt = fields.Integer(attribute="last_message_at", required=True, allow_none=True,
                                    metadata={"description": "Unix epoch milliseconds"})
     unreadCount = fields.Integer(attribute="unread_count", required=True, validate=validate.Range(min=0))
-    archived = fields.Boolean(required=True)
-    pinned = fields.Boolean(required=True)
+    archived = StoredBoolean(required=True)
+    pinned = StoredBoolean(required=True)
     mutedUntil = fields.Integer(attribute="muted_until", required=True, allow_none=True,
                                 metadata={"description": "Unix epoch milliseconds; -1 is forever"})
 

@@ -89,6 +89,8 @@ def test_chat_object_has_exactly_the_contract_keys(client, headers, orgs):
                     "name": "Team", "lastMessageAt": 1719662400000, "unreadCount": 3, "archived": False,
                     "pinned": False, "mutedUntil": -1}
     assert isinstance(chat["id"], int)
+    # 0 == False in Python: the JSON types are checked on their own.
+    assert type(chat["archived"]) is bool and type(chat["pinned"]) is bool
 
 
 def test_full_last_page_says_null(client, headers, orgs):
@@ -284,8 +286,8 @@ def test_deep_page_walks_the_display_index_without_scan_or_sort(app, orgs):
             models.database.execute_sql("ANALYZE")
         deep = models.Chat.select().where(models.Chat.session == SESSION_ID).order_by(
             *models.display_order()).offset(15_000).limit(1).dicts().get()
-        query = models.chat_page_query(SESSION_ID, "acme", {}, models.display_position(deep), 51)
-        plan = _plan(*query.sql())
+        sql, params = models.chat_page_sql(SESSION_ID, "acme", {}, models.display_position(deep), 51)
+        plan = _plan(sql.format(p=models.database.obj.param), params)
     assert "chat_session_id_pinned_sort_at_id" in plan, plan
     if _is_sqlite():
         assert "TEMP B-TREE" not in plan, plan
