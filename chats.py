@@ -8,12 +8,11 @@ import models
 from auth import requires
 from cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
-from schemas import (ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema,
-                     chat_changes, chat_type, is_ulid)
+from schemas import (ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type,
+                     compiled_dumper, is_ulid)
 
 bp = Blueprint("chats", __name__, url_prefix="/api/v1/sessions/<sid>/chats")
-chat_schema = ChatSchema()
-page_schema = ChatPageSchema()
+dump_chat = compiled_dumper(ChatSchema())
 patch_schema = ChatPatchSchema()
 list_query_schema = ChatListQuerySchema()
 SESSION_NOT_FOUND = "session not found"
@@ -48,7 +47,7 @@ def stored_chat_or_404(sid, cid):
 @requires("read")
 def get_chat(sid, cid):
     """One stored chat."""
-    return chat_schema.dump(stored_chat_or_404(sid, cid))
+    return dump_chat(stored_chat_or_404(sid, cid))
 
 
 @bp.get("")
@@ -72,7 +71,7 @@ def list_chats(sid):
     next_cursor = None
     if more:
         next_cursor = encode_cursor(cursor_key(), session_id, models.display_position(page[-1]), filters)
-    return page_schema.dump({"data": page, "nextCursor": next_cursor})
+    return {"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor}
 
 
 @bp.patch("/<path:cid>")
@@ -86,7 +85,7 @@ def patch_chat(sid, cid):
                                      current_app.config["CHATSTORE"].max_pinned_chats)
     except models.ChatRuleError as error:
         raise validation_error({error.field_name: [error.message]}, error.message) from None
-    return chat_schema.dump(updated)
+    return dump_chat(updated)
 
 
 def load_or_422(schema, data):

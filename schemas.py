@@ -109,6 +109,26 @@ class ChatSchema(Schema):
                                 metadata={"description": "Unix epoch milliseconds; -1 is forever"})
 
 
+def compiled_dumper(schema):
+    """A dump function for a flat schema, derived from its declared fields.
+
+    marshmallow's own dump costs ~50 µs a chat, and a page of 50 spent more
+    time there than anywhere else. This reads the same declaration (keys,
+    attributes, types), so it can't drift; a test checks it against
+    schema.dump.
+    """
+    converters = {fields.Integer: int, fields.String: str, StoredBoolean: bool}
+    plan = []
+    for name, field in schema.fields.items():
+        if type(field) not in converters:
+            raise TypeError(f"{name}: no compiled form for {type(field).__name__}")
+        plan.append((field.data_key or name, field.attribute or name, converters[type(field)]))
+
+    def dump(row):
+        return {key: None if row[attribute] is None else convert(row[attribute]) for key, attribute, convert in plan}
+    return dump
+
+
 class ChatPageSchema(Schema):
     data = fields.List(fields.Nested(ChatSchema), required=True)
     nextCursor = fields.String(required=True, allow_none=True)

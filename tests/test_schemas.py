@@ -1,0 +1,21 @@
+"""The compiled Chat dumper says exactly what marshmallow's dump of ChatSchema says."""
+import pytest
+
+from schemas import ChatSchema, compiled_dumper
+
+ROWS = [
+    {"id": 1, "session": "01J9ZX8K2QHV0M3T6R7P4N5W8C", "jid": "1@s.whatsapp.net", "type": "dm", "name": None,
+     "last_message_at": None, "unread_count": 0, "archived": 0, "pinned": 1, "muted_until": None, "sort_at": 5},
+    {"id": 2 ** 40, "session": "01J9ZX8K2QHV0M3T6R7P4N5W8C", "jid": "1-2@g.us", "type": "group", "name": "Ünïcode ✓",
+     "last_message_at": 1719662400000, "unread_count": 7, "archived": True, "pinned": False, "muted_until": -1},
+    {"id": 3, "session": "01J9ZX8K2QHV0M3T6R7P4N5W8C", "jid": "x@newsletter", "type": "newsletter", "name": "",
+     "last_message_at": 0, "unread_count": 2 ** 31 - 1, "archived": False, "pinned": 0, "muted_until": 2 ** 63 - 1},
+]
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_compiled_dump_matches_marshmallow(row):
+    compiled, reference = compiled_dumper(ChatSchema())(row), ChatSchema().dump(row)
+    assert compiled == reference
+    assert list(compiled) == list(reference)
+    assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
