@@ -100,3 +100,28 @@ def test_readyz_follows_an_unreadable_sqlite_file_without_restart(make_app, tmp_
     path.rmdir()
     shutil.move(tmp_path / "aside.db", path)
     assert client.get("/readyz").get_json() == {"status": "ok"}
+
+
+@pytest.mark.skipif(os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+                    reason="SQLite's write lock; runs in the SQLite pass")
+def test_requests_wait_out_a_long_sqlite_write(client, headers, orgs, database_url):
+    """Another process holds the write lock for 1.5 s: reads answer at once, a PATCH waits and succeeds."""
+    import sqlite3
+    import threading
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    client.get(chat_url(SESSION_ID), headers=headers)  # records the key's last use: no write on the read below
+    holder = sqlite3.connect(database_url[len("sqlite:///"):], isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE chat SET unread_count = 5")
+    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    read = client.get(chat_url(SESSION_ID, "1@s.whatsapp.net"), headers=headers)
+    assert read.status_code == 200 and time.monotonic() - started < 1.0
+    write = client.patch(chat_url(SESSION_ID, "1@s.whatsapp.net"), json={"archived": True}, headers=headers)
+    waited = time.monotonic() - started
+    release.join()
+    holder.close()
+    assert write.status_code == 200, write.get_json()
+    assert write.get_json()["archived"] is True and write.get_json()["unreadCount"] == 5
+    assert 1.3 < waited < 5

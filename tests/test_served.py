@@ -1,5 +1,6 @@
 """Against a real gunicorn with 4 workers: concurrent writes, the pin limit, revocation."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def gunicorn(database_url, identity_provider, tmp_path_factory):
             log.seek(0)
             pytest.fail("gunicorn did not start:\n" + log.read())
         time.sleep(0.1)
-    yield base
+    yield base, process
     process.terminate()
     process.wait(timeout=20)
     log.seek(0)
@@ -58,8 +59,13 @@ def gunicorn(database_url, identity_provider, tmp_path_factory):
 
 @pytest.fixture
 def server(gunicorn, app):
-    """The served app, its data emptied like every test's."""
-    return gunicorn
+    """The served app's base URL, its data emptied like every test's."""
+    return gunicorn[0]
+
+
+@pytest.fixture
+def gunicorn_process(gunicorn):
+    return gunicorn[1]
 
 
 def simultaneously(calls):
@@ -137,3 +143,76 @@ def test_curl_shapes_over_http(server, headers, orgs):
     response = requests.delete(url, timeout=10)
     assert response.status_code == 405 and response.headers["Allow"] and response.json()["error"]["code"] == \
         "method_not_allowed"
+
+
+def worker_pids(server_process_pid):
+    result = subprocess.run(["pgrep", "-P", str(server_process_pid)], capture_output=True, text=True)
+    return sorted(int(pid) for pid in result.stdout.split())
+
+
+def test_killed_workers_leave_no_half_written_chat(server, gunicorn_process, headers, orgs):
+    """PATCHes write two fields that must agree; workers are SIGKILLed while they run."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats/1@s.whatsapp.net"
+    base = int(time.time() * 1000) + 86_400_000
+    stop = threading.Event()
+
+    def patcher(offset):
+        n = offset
+        while not stop.is_set():
+            n += 2
+            archived = n % 4 == 0
+            try:
+                requests.patch(url, json={"archived": archived, "mutedUntil": base + n}, headers=headers, timeout=5)
+            except requests.RequestException:
+                pass  # the worker serving it was killed
+    threads = [threading.Thread(target=patcher, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(6):
+        time.sleep(0.15)
+        pids = worker_pids(gunicorn_process.pid)
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    row = stored("1@s.whatsapp.net")
+    n = row["muted_until"] - base
+    assert row["archived"] == (n % 4 == 0), row
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+                    reason="stops and starts the PostgreSQL server; runs in the PostgreSQL pass")
+def test_postgresql_stopped_mid_load(server, gunicorn_process, headers, orgs):
+    """503 while the database is down, full service once it is back, and no worker restarted."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats"
+    workers_before = worker_pids(gunicorn_process.pid)
+    statuses, stop = [], threading.Event()
+
+    def load():
+        with requests.Session() as http:
+            while not stop.is_set():
+                statuses.append(http.get(url, headers=headers, timeout=10).status_code)
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", os.listdir("/etc/postgresql")[0], "main"]
+    try:
+        time.sleep(0.5)
+        subprocess.run(cluster + ["stop", "-m", "fast"], check=True, timeout=60)
+        time.sleep(1)
+        down = requests.get(url, headers=headers, timeout=10)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "unavailable"
+    finally:
+        subprocess.run(cluster + ["start"], check=True, timeout=60)
+    time.sleep(1)
+    mark = len(statuses)
+    time.sleep(1)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert 503 in statuses and statuses[mark:] and set(statuses[mark:]) == {200}
+    assert worker_pids(gunicorn_process.pid) == workers_before
