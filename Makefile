@@ -29,3 +29,7 @@ clean:
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py
+
+.PHONY: soak
+soak: install
+	$(BIN)/python bench/soak.py
