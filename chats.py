@@ -56,7 +56,7 @@ def list_chats(sid):
     """A page of the session's chats in display order."""
     session_id = session_id_or_404(sid)
     try:
-        query = load_or_422(list_query_schema, request.args.to_dict())
+        query = load_or_422(list_query_schema, single_valued(request.args))
         filters, after = page_position(session_id, query)
     except ApiError:
         # 404 comes before 422: a bad query on a session that isn't the caller's is not found.
@@ -94,6 +94,15 @@ def load_or_422(schema, data):
     except ValidationError as error:
         raise validation_error(error.normalized_messages(),
                                "invalid " + ", ".join(sorted(error.normalized_messages()))) from None
+
+
+def single_valued(args):
+    """The query as a dict; a parameter of ours given twice is ambiguous, so it is a 422."""
+    repeated = sorted(name for name in list_query_schema.fields if len(args.getlist(name)) > 1)
+    if repeated:
+        raise validation_error({name: ["given more than once"] for name in repeated},
+                               "invalid " + ", ".join(repeated))
+    return args.to_dict()
 
 
 def json_object_body():

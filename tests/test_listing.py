@@ -294,3 +294,12 @@ def test_deep_page_walks_the_display_index_without_scan_or_sort(app, orgs):
         assert "SCAN chat\n" not in plan + "\n" and "SCAN t1\n" not in plan + "\n", plan
     else:
         assert "Seq Scan on chat" not in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.parametrize("query, names", [("limit=2&limit=3", ["limit"]), ("type=dm&type=dm", ["type"]),
+                                          ("archived=true&archived=&pinned=true&pinned=true", ["archived", "pinned"])])
+def test_a_parameter_given_twice_is_422(client, headers, orgs, query, names):
+    response = client.get(f"{URL}?{query}&other=1&other=2", headers=headers)
+    assert response.status_code == 422
+    assert response.get_json() == error_body("validation_error", "invalid " + ", ".join(names),
+                                             {name: ["given more than once"] for name in names})

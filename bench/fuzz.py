@@ -1,0 +1,62 @@
+"""make fuzz: schemathesis against the served /openapi.json, every phase and every check.
+
+Serves the app with gunicorn on a fresh SQLite database holding two organizations, each with a session of
+chats and a read,send API key, and runs schemathesis with both organizations as peers
+(object_level_authorization). Settings and the few narrowed checks live in schemathesis.toml.
+
+    python bench/fuzz.py [--max-time SECONDS]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+
+from run import Served, flask_command  # noqa: E402
+
+ORGS = {"acme": "01JFV2Z0000000000000000001", "globex": "01JFV2Z0000000000000000002"}
+
+
+def seed(env):
+    keys = {}
+    flask_command(env, "init-db")
+    for org, session_id in ORGS.items():
+        flask_command(env, "create-org", org, "--id", org)
+        flask_command(env, "create-session", org, "--id", session_id)
+        lines = [json.dumps({"jid": f"62812{n:04d}@{server}", "name": f"{org} {n}", "lastMessageAt": 1_700_000_000_000 + n})
+                 + "\n" for n, server in enumerate(["s.whatsapp.net", "g.us", "lid", "newsletter", "broadcast"] * 4)]
+        flask_command(env, "import-chats", session_id, "-", stdin_lines=lines)
+        keys[org] = flask_command(env, "create-api-key", org, "--capabilities", "read,send")
+    return keys
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-time", type=int, default=180)
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="chatstore-fuzz-")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/fuzz.db", "LOG_LEVEL": "WARNING",
+           "WEB_CONCURRENCY": "2"}
+    keys = seed(env)
+    auth_path = os.path.join(workdir, "auth.json")
+    with open(auth_path, "w") as auth:
+        json.dump({"auth": [{"name": org, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {key}"}]}
+                            for org, key in keys.items()]}, auth)
+    served = Served("app:app", env)
+    try:
+        result = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "schemathesis"), "run", served.base + "/openapi.json",
+             "--checks", "all", "--max-time", str(args.max_time), "--workers", "1"],
+            cwd=ROOT, env={**env, "CHATSTORE_FUZZ_AUTH": auth_path, **{f"FUZZ_SESSION_{org.upper()}": sid
+                                                                          for org, sid in ORGS.items()}})
+    finally:
+        served.stop()
+    sys.exit(result.returncode)
+
+
+if __name__ == "__main__":
+    main()
