@@ -69,8 +69,12 @@ class QueryBoolean(fields.Boolean):
         return value == "true"
 
 
-class PageSize(fields.Integer):
-    """`limit`: signed decimal digits, clamped to 1..200; empty or 0 means the default."""
+class PageSize(fields.Field):
+    """`limit`: signed decimal digits, clamped to 1..200; empty or 0 means the default.
+
+    A plain Field, so the OpenAPI document takes its type from the metadata
+    given where it is declared: an integer, or the empty string.
+    """
 
     def _deserialize(self, value, attr, data, **kwargs):
         if value == "":
@@ -198,8 +202,9 @@ class ChatListQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    limit = PageSize(load_default=DEFAULT_PAGE_SIZE,
-                     metadata={"description": "1..200, clamped; missing, empty or 0 means 50"})
+    limit = PageSize(load_default=DEFAULT_PAGE_SIZE, metadata={
+        "description": "1..200, clamped; missing, empty or 0 means 50",
+        "anyOf": [{"type": "integer"}, {"type": "string", "enum": [""]}]})
     cursor = fields.String(metadata={"description": "nextCursor of the previous page"})
     archived = QueryBoolean()
     pinned = QueryBoolean()
