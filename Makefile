@@ -33,3 +33,9 @@ bench: install
 .PHONY: soak
 soak: install
 	$(BIN)/python bench/soak.py
+
+.PHONY: fuzz
+FUZZ_SECONDS ?= 180
+fuzz: install
+	$(BIN)/pip install --quiet --requirement requirements-fuzz.txt
+	$(BIN)/python bench/fuzz.py --max-time $(FUZZ_SECONDS)

@@ -17,7 +17,9 @@ SESSION_PARAMETER = {
 CHAT_PARAMETER = {
     "name": "cid", "in": "path", "required": True,
     "description": "The chat's JID, such as 6281234567890@s.whatsapp.net or 120363…@g.us; `@` may be sent as %40.",
-    "schema": {"type": "string", "pattern": "^[^@/\\s]+@(s\\.whatsapp\\.net|lid|g\\.us|broadcast|newsletter)$"},
+    # `@` may arrive percent-encoded; the pattern takes the path segment as sent.
+    "schema": {"type": "string",
+               "pattern": "^[^@/\\s%]+(@|%40)(s\\.whatsapp\\.net|lid|g\\.us|broadcast|newsletter)$"},
 }
 ERROR_DESCRIPTIONS = {
     401: "No token, another scheme, or a token that is neither a valid login JWT nor a live API key.",
@@ -39,6 +41,22 @@ def error_responses(*statuses):
 
 def ok(description, schema):
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+# How a client goes on from a page: to a chat on it, or to the next page.
+PAGE_LINKS = {
+    "getFirstChat": {"operationId": "getChat", "description": "The first chat of the page.",
+                     "parameters": {"sid": "$request.path.sid", "cid": "$response.body#/data/0/jid"}},
+    "updateFirstChat": {"operationId": "updateChat", "description": "Change the first chat of the page.",
+                        "parameters": {"sid": "$request.path.sid", "cid": "$response.body#/data/0/jid"}},
+    "nextPage": {"operationId": "listChats", "description": "The page after this one.",
+                 "parameters": {"sid": "$request.path.sid", "cursor": "$response.body#/nextCursor"}},
+}
+
+
+def with_links(responses, links):
+    responses["200"]["links"] = links
+    return responses
 
 
 CHAT_OPERATIONS = {
@@ -67,7 +85,8 @@ LIST_OPERATIONS = {
                         "first, chats with no message last, ties by id descending. Send `nextCursor` back as "
                         "`cursor` for the next page; null means no more. Needs the `read` capability."),
         "parameters": [{"in": "query", "schema": ChatListQuerySchema}],
-        "responses": {**ok("A page of chats.", "ChatPage"), **error_responses(401, 403, 404, 422, 500, 503)},
+        "responses": {**with_links(ok("A page of chats.", "ChatPage"), PAGE_LINKS),
+                      **error_responses(401, 403, 404, 422, 500, 503)},
     },
 }
 STATUS_SCHEMA = {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}},
