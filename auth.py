@@ -10,6 +10,7 @@ import functools
 import hashlib
 import re
 import secrets
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -124,6 +125,8 @@ class VerifiedTokenCache:
         self.max_age_seconds = max_age_seconds
         self.max_entries = max_entries
         self.entries = {}
+        # Threaded workers share the cache; evicting while another thread inserts needs a lock.
+        self.lock = threading.Lock()
 
     def get(self, token):
         entry = self.entries.get(hashlib.sha256(token.encode()).digest())
@@ -132,10 +135,11 @@ class VerifiedTokenCache:
         return None
 
     def put(self, token, caller, expires_at):
-        if len(self.entries) >= self.max_entries:
-            self.entries.pop(next(iter(self.entries)), None)  # the oldest entry
         keep_until = min(expires_at, time.time() + self.max_age_seconds)
-        self.entries[hashlib.sha256(token.encode()).digest()] = (caller, keep_until)
+        with self.lock:
+            if len(self.entries) >= self.max_entries:
+                self.entries.pop(next(iter(self.entries)), None)  # the oldest entry
+            self.entries[hashlib.sha256(token.encode()).digest()] = (caller, keep_until)
 
 
 def resolve_jwt(token):

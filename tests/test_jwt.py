@@ -467,3 +467,15 @@ def test_token_never_appears_in_the_log(client, identity_provider, chats, capsys
     get(client, token[:-4] + "AAAA")
     captured = capsys.readouterr()
     assert token.split(".")[2][:20] not in captured.err + captured.out
+
+
+def test_the_verified_token_cache_is_bounded():
+    from auth import Caller, VerifiedTokenCache
+    cache = VerifiedTokenCache(max_age_seconds=300, max_entries=3)
+    caller = Caller("jwt", "acme", frozenset({"read"}))
+    for n in range(5):
+        cache.put(f"token-{n}", caller, time.time() + 60)
+    assert len(cache.entries) == 3
+    assert cache.get("token-0") is None and cache.get("token-4") == caller
+    cache.put("expired", caller, time.time() - 1)
+    assert cache.get("expired") is None
