@@ -3,13 +3,14 @@
 Each prints only its result on stdout (an id, a key, a count) so scripts can
 capture it; errors go to stderr as one line with exit status 1.
 """
+import functools
 import json
 import random
 import sys
 
 import click
 from marshmallow import ValidationError
-from peewee import IntegrityError
+from peewee import DatabaseError, IntegrityError
 from ulid import ULID
 
 import models
@@ -27,9 +28,20 @@ NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
 
 
 def register(app):
-    for command in (init_db, create_org, create_session, create_api_key, list_api_keys,
-                    revoke_api_key, import_chats, demo):
+    for command in COMMANDS:
         app.cli.add_command(command)
+
+
+def one_line_database_errors(callback):
+    """A database that can't be reached (or refuses a statement) is one line on stderr, not a traceback."""
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except DatabaseError as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise click.ClickException(f"database error: {reason}") from None
+    return wrapper
 
 
 def _iso(moment):
@@ -258,3 +270,8 @@ def demo(base_url):
 curl -H 'Authorization: Bearer {key}' '{chats_url}?limit=3'
 curl -H 'Authorization: Bearer {key}' '{chats_url}/628120000001@s.whatsapp.net'
 curl -X PATCH -H 'Authorization: Bearer {key}' -d '{{"archived": true}}' '{chats_url}/628120000001@s.whatsapp.net'""")
+
+
+COMMANDS = (init_db, create_org, create_session, create_api_key, list_api_keys, revoke_api_key, import_chats, demo)
+for _command in COMMANDS:
+    _command.callback = one_line_database_errors(_command.callback)

@@ -183,3 +183,9 @@ def test_bad_configuration_stops_a_command_with_one_line(variable, value, messag
     assert result.returncode == 1
     assert result.stderr == f"chatstore: bad configuration: {message}\n"
     assert result.stdout == ""
+
+
+def test_an_unreachable_database_is_one_line():
+    result = flask("init-db", env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("Error: database error: ") and result.stderr.count("\n") == 1
