@@ -306,17 +306,16 @@ def _upsert_batch(session_id, keys, rows, new_chat_defaults):
     for row in rows:
         params.append(session_id)
         params.extend(row.get(name, insert_defaults.get(name)) for name in columns)
-    database.execute_sql(_upsert_sql(tuple(keys), tuple(columns), len(rows)), params)
+    database.execute_sql(_upsert_sql(database.obj.param, tuple(keys), tuple(columns), len(rows)), params)
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert_sql(keys, columns, row_count):
+def _upsert_sql(placeholder, keys, columns, row_count):
     """INSERT … ON CONFLICT for row_count rows, written once per shape.
 
     Built as text rather than with peewee's query builder: at a million rows,
     building a node per value cost more than the database's own work.
     """
-    placeholder = database.obj.param
     row = "(" + ", ".join([placeholder] * (len(columns) + 1)) + ")"
     column_list = ", ".join('"%s"' % name for name in ("session_id",) + columns)
     # On conflict, only the keys the lines carried are written.
