@@ -247,19 +247,21 @@ def update_chat(chat_id, session_id, changes, max_pinned):
     with database.atomic():
         if changes.get("pinned") is True:
             _lock(Session.select(Session.id).where(Session.id == session_id)).execute()
-        chat = _lock(Chat.select().where(Chat.id == chat_id)).get()
-        if changes.get("pinned") is True and not chat.pinned:
+        chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().get()
+        if changes.get("pinned") is True and not chat["pinned"]:
             _check_can_pin(chat, changes, max_pinned)
         if changes:
             Chat.update(changes).where(Chat.id == chat_id).execute()
-        return Chat.select().where(Chat.id == chat_id).dicts().get()
+    # The row was read under the lock and only these columns were written, so
+    # this is the row as stored, without reading it back.
+    return {**chat, **changes}
 
 
 def _check_can_pin(chat, changes, max_pinned):
-    if changes.get("archived", chat.archived):
+    if changes.get("archived", chat["archived"]):
         raise ChatRuleError("pinned", "an archived chat can't be pinned; "
                             "send \"archived\": false with it to unarchive and pin")
-    pinned_now = (Chat.select().where(Chat.session == chat.session_id, Chat.pinned == True)  # noqa: E712
+    pinned_now = (Chat.select().where(Chat.session == chat["session"], Chat.pinned == True)  # noqa: E712
                   .count())
     if pinned_now >= max_pinned:
         raise ChatRuleError("pinned", f"at most {max_pinned} chats can be pinned at once; "
