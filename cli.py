@@ -100,8 +100,7 @@ def _capabilities(text):
     capabilities = sorted({part.strip() for part in text.split(",") if part.strip()})
     unknown = [cap for cap in capabilities if cap not in CAPABILITIES]
     if unknown or not capabilities:
-        raise click.BadParameter(f"use a comma-separated list of {', '.join(CAPABILITIES)}",
-                                 param_hint="--capabilities")
+        raise click.ClickException(f"--capabilities: use a comma-separated list of {', '.join(CAPABILITIES)}")
     return ",".join(capabilities)
 
 
@@ -138,9 +137,11 @@ def list_api_keys(org_id):
 
 
 @click.command("revoke-api-key")
-@click.argument("key_id", type=int)
+@click.argument("key_id")
 def revoke_api_key(key_id):
     """Revoke a key; every worker refuses it from the next request on."""
+    if not key_id.isdigit():
+        raise click.ClickException(f"no API key {key_id}")  # ids are what list-api-keys prints
     with models.database.connection_context():
         key = models.ApiKey.get_or_none(models.ApiKey.id == key_id)
         if key is None:

@@ -59,6 +59,7 @@ def test_create_org_generates_an_id_and_refuses_a_duplicate(runner):
     (["create-api-key", "nope", "--capabilities", "read"], "Error: no org 'nope'\n"),
     (["list-api-keys", "nope"], "Error: no org 'nope'\n"),
     (["revoke-api-key", "999999"], "Error: no API key 999999\n"),
+    (["revoke-api-key", "abc"], "Error: no API key abc\n"),
     (["import-chats", "01J9ZX8K2QHV0M3T6R7P4N5W8E", "-"], "Error: no session 01J9ZX8K2QHV0M3T6R7P4N5W8E\n"),
 ])
 def test_errors_are_one_line_on_stderr_with_status_1(runner, orgs, args, error):
@@ -69,8 +70,8 @@ def test_errors_are_one_line_on_stderr_with_status_1(runner, orgs, args, error):
 @pytest.mark.parametrize("capabilities", ["write", "read,admin", ","])
 def test_unknown_capabilities_are_refused(runner, orgs, capabilities):
     result = runner.invoke(args=["create-api-key", "acme", "--capabilities", capabilities])
-    assert result.exit_code != 0 and result.stdout == ""
-    assert "--capabilities" in result.stderr
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1, "", "Error: --capabilities: use a comma-separated list of read, send\n")
 
 
 def test_create_session_with_given_id(runner, orgs):
