@@ -3,6 +3,7 @@ import json
 
 from flask import Blueprint, current_app, g, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import models
 from auth import requires
@@ -107,7 +108,12 @@ def single_valued(args):
 
 def json_object_body():
     """The body as a JSON object, whatever the Content-Type says."""
-    raw = request.get_data(cache=False)
+    raw = request.get_data(cache=False)  # werkzeug answers 413 for a declared length over the limit
+    if request.content_length is None and len(raw) >= current_app.config["MAX_CONTENT_LENGTH"] \
+            and request.environ["wsgi.input"].read(1):
+        # A chunked body has no declared length: werkzeug stops reading at the
+        # limit and would hand over a truncated body, so look for one byte more.
+        raise RequestEntityTooLarge()
     try:
         body = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):

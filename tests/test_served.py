@@ -218,3 +218,17 @@ def test_postgresql_stopped_mid_load(server, gunicorn_process, headers, orgs):
     assert set(statuses) <= {200, 503}, sorted(set(statuses))
     assert 503 in statuses and statuses[mark:] and set(statuses[mark:]) == {200}
     assert worker_pids(gunicorn_process.pid) == workers_before
+
+
+def test_a_chunked_body_over_the_limit_is_413(server, headers, orgs):
+    """No Content-Length to refuse up front: the body is measured as it is read."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = f"{server}/api/v1/sessions/{SESSION_ID}/chats/1@s.whatsapp.net"
+    big = b'{"archived": true, "pad": "' + b"a" * 70_000 + b'"}'
+    response = requests.patch(url, data=iter([big[:1000], big[1000:]]), headers=headers, timeout=10)
+    assert response.status_code == 413
+    assert response.json() == {"error": {"code": "payload_too_large", "message": "request body too large",
+                                         "details": {}}}
+    small = requests.patch(url, data=iter([b'{"archived": ', b"true}"]), headers=headers, timeout=10)
+    assert small.status_code == 200 and small.json()["archived"] is True
+    assert stored("1@s.whatsapp.net")["archived"] is True
