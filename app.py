@@ -7,6 +7,7 @@ from flask import Flask, current_app
 import chats
 import cli
 import models
+import sync
 from auth import VerifiedTokenCache
 from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
@@ -34,6 +35,7 @@ def create_app(environ=None):
         app.extensions["verified_tokens"] = VerifiedTokenCache(config.jwks_cache_seconds)
 
     app.register_blueprint(chats.bp)
+    app.register_blueprint(sync.bp)
     app.teardown_request(close_database)
     app.before_request(start_timer)
     app.after_request(log_request)

@@ -9,22 +9,22 @@ import random
 import sys
 
 import click
+from flask import current_app
 from marshmallow import ValidationError
 from peewee import DatabaseError, IntegrityError
 from ulid import ULID
 
+import feed
 import models
+import writes
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
-from schemas import ChatImportSchema, chat_type, is_ulid
+from schemas import ChatImportSchema, is_ulid
 
 import_schema = ChatImportSchema()
 DEMO_ORG_ID = "demo"
 DEMO_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 DEMO_CHAT_COUNT = 1000
-# What a new chat holds for each key an import line leaves out.
-NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
-                     "archived": False, "pinned": False, "muted_until": None}
 
 
 def register(app):
@@ -113,7 +113,7 @@ def issue_api_key(org_id, capabilities, name):
 
 @click.command("create-api-key")
 @click.argument("org_id")
-@click.option("--capabilities", required=True, help="comma-separated: read, send")
+@click.option("--capabilities", required=True, help="comma-separated: read, send, sync")
 @click.option("--name", help="what the key is for")
 def create_api_key(org_id, capabilities, name):
     """Create an API key; prints it, the only time it is shown."""
@@ -159,16 +159,11 @@ def chat_rows(lines):
             chat = json.loads(line)
             if not isinstance(chat, dict):
                 raise ValidationError("must be a JSON object")
-            for ignored in ChatImportSchema.IGNORED:
-                chat.pop(ignored, None)
             row = import_schema.load(chat)
         except ValueError:
             raise _bad_line(number, "not valid JSON") from None
         except ValidationError as error:
             raise _bad_line(number, _one_line(error.messages)) from None
-        row["type"] = chat_type(row["jid"])
-        if "last_message_at" in row:
-            row["sort_at"] = models.sort_at_for(row["last_message_at"])
         yield row
 
 
@@ -185,11 +180,14 @@ def _one_line(reason):
 
 
 def import_rows(session_id, rows, progress=False):
-    """All or nothing: every row is upserted, or none is. Rows are streamed, never all in memory."""
+    """All or nothing: every row is upserted, or none is. Rows are streamed, never all in memory.
+
+    The same write path as POST …/sync, so imported chats show in the changes feed.
+    """
     counted = _Counter(rows, progress)
-    models.use_bulk_cache()
+    writes.use_bulk_cache()
     with models.database.atomic():
-        models.upsert_chats(session_id, counted, NEW_CHAT_DEFAULTS)
+        writes.sync_chats(session_id, counted, [], writes.NEW_CHAT_DEFAULTS)
     counted.finish()
     return counted.count
 
@@ -273,6 +271,15 @@ curl -H 'Authorization: Bearer {key}' '{chats_url}/628120000001@s.whatsapp.net'
 curl -X PATCH -H 'Authorization: Bearer {key}' -d '{{"archived": true}}' '{chats_url}/628120000001@s.whatsapp.net'""")
 
 
-COMMANDS = (init_db, create_org, create_session, create_api_key, list_api_keys, revoke_api_key, import_chats, demo)
+@click.command("purge-tombstones")
+def purge_tombstones():
+    """Remove tombstones older than TOMBSTONE_RETENTION_DAYS; prints how many."""
+    days = current_app.config["CHATSTORE"].tombstone_retention_days
+    with models.database.connection_context():
+        click.echo(feed.purge_tombstones(days))
+
+
+COMMANDS = (init_db, create_org, create_session, create_api_key, list_api_keys, revoke_api_key, import_chats,
+            purge_tombstones, demo)
 for _command in COMMANDS:
     _command.callback = one_line_database_errors(_command.callback)

@@ -17,7 +17,7 @@ DEFAULT_ROLE_CAPABILITIES = {
     "org:admin": ["read", "send"],
     "org:member": ["read", "send"],
 }
-CAPABILITIES = ("read", "send")
+CAPABILITIES = ("read", "send", "sync")
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # HMAC algorithms are never accepted for login tokens, whatever the setting.
@@ -53,6 +53,10 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     secret_key: str | None = None
+    sync_max_body_bytes: int = 1048576
+    tombstone_retention_days: int = 30
+    cors_origins: tuple = ()
+    metrics_token: str | None = None
 
 
 def _optional(environ, name):
@@ -148,6 +152,18 @@ def _log_format(environ):
     return log_format
 
 
+def _cors_origins(environ):
+    """`*`, or exact origins: scheme://host[:port], nothing after it."""
+    origins = _comma_list(environ, "CORS_ORIGINS")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc
+                              or parts.path or parts.query or parts.fragment):
+            raise ConfigError("CORS_ORIGINS", f"{origin!r} is not an origin such as https://app.example.com "
+                              "(scheme, host and port only), nor *")
+    return origins
+
+
 def load_config(environ=None):
     """Build the Config from the environment, or raise ConfigError."""
     environ = os.environ if environ is None else environ
@@ -172,4 +188,9 @@ def load_config(environ=None):
         log_level=_log_level(environ),
         log_format=_log_format(environ),
         secret_key=_optional(environ, "SECRET_KEY"),
+        sync_max_body_bytes=_non_negative_int(environ, "SYNC_MAX_BODY_BYTES", Config.sync_max_body_bytes),
+        tombstone_retention_days=_non_negative_int(environ, "TOMBSTONE_RETENTION_DAYS",
+                                                   Config.tombstone_retention_days),
+        cors_origins=_cors_origins(environ),
+        metrics_token=_optional(environ, "METRICS_TOKEN"),
     )

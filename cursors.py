@@ -32,7 +32,7 @@ def _mac(key, session_id, payload):
 
 
 def encode_cursor(key, session_id, position, filters):
-    """position is [pinned, sort_at, id]; filters the listing's {name: value}."""
+    """position is [pinned, sort_at, id] (a list cursor); filters the listing's {name: value}."""
     body = json.dumps([position, filters], separators=(",", ":"), sort_keys=True)
     payload = _b64encode(body.encode())
     return payload + "." + _b64encode(_mac(key, session_id, payload))
@@ -48,3 +48,25 @@ def decode_cursor(key, session_id, cursor):
     except (binascii.Error, ValueError, TypeError):
         raise CursorError("cursor was not issued by this server for this listing") from None
     return position, filters
+
+
+# A `since` token of the changes feed is signed the same way, over a scope of
+# its own, so a list cursor can't pass for one (nor one for a cursor).
+def _since_scope(session_id):
+    return session_id + "/changes"
+
+
+def encode_since(key, session_id, position):
+    """A changes token for a position in the session's change order."""
+    return encode_cursor(key, _since_scope(session_id), position, {})
+
+
+def decode_since(key, session_id, token):
+    """The position of a token this server issued for this session's feed, or raise CursorError."""
+    try:
+        position, _ = decode_cursor(key, _since_scope(session_id), token)
+    except CursorError:
+        raise CursorError("since was not issued by this server for this session's changes") from None
+    if type(position) is not int or position < 0:
+        raise CursorError("since was not issued by this server for this session's changes")
+    return position

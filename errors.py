@@ -18,6 +18,8 @@ CODES_BY_STATUS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    410: "gone",
+    412: "precondition_failed",
     413: "payload_too_large",
     422: "validation_error",
     500: "internal_error",

@@ -87,6 +87,10 @@ class Session(BaseModel):
     name = TextField(null=True)
     phone = TextField(null=True)
     created_at = DateTimeField(default=now_utc)
+    # The last position drawn in this session's change order (writes.draw_positions).
+    change_seq = BigIntegerField(default=0)
+    # The position of the newest tombstone purged: a `since` before it may have missed a deletion.
+    purged_seq = BigIntegerField(default=0)
 
 
 class ApiKey(BaseModel):
@@ -113,6 +117,17 @@ class Chat(BaseModel):
     archived = BooleanField(default=False)
     pinned = BooleanField(default=False)
     muted_until = BigIntegerField(null=True)
+    # Where the chat's last write put it in the session's change order, and who wrote it.
+    change_seq = BigIntegerField(default=0)
+    changed_by = CharField(max_length=4, default="sync")
+
+
+class ChatTombstone(BaseModel):
+    """A deleted chat, kept TOMBSTONE_RETENTION_DAYS so feed followers learn of the deletion."""
+    session = ForeignKeyField(Session, on_delete="CASCADE")
+    jid = TextField()
+    change_seq = BigIntegerField()
+    deleted_at = DateTimeField(default=now_utc)
 
 
 class Setting(BaseModel):
@@ -134,7 +149,7 @@ def load_cursor_secret():
 
 def find_api_key(digest):
     """The key with this digest as a dict (id, org_id, capabilities, revoked, last_used_at), or None."""
-    rows = _select('SELECT "id", "org_id", "capabilities", "revoked_at" IS NOT NULL AS "revoked", "last_used_at" '
+    rows = select_rows('SELECT "id", "org_id", "capabilities", "revoked_at" IS NOT NULL AS "revoked", "last_used_at" '
                    'FROM "api_key" WHERE "digest" = {p}', [digest])
     return rows[0] if rows else None
 
@@ -158,10 +173,10 @@ def session_is_owned(session_id, org_id):
 # request than the database's own work (measured with make bench).
 CHAT_COLUMNS = ('"chat"."id", "chat"."session_id" AS "session", "chat"."jid", "chat"."type", "chat"."name", '
                 '"chat"."last_message_at", "chat"."sort_at", "chat"."unread_count", "chat"."archived", '
-                '"chat"."pinned", "chat"."muted_until"')
+                '"chat"."pinned", "chat"."muted_until", "chat"."change_seq"')
 
 
-def _select(sql, params):
+def select_rows(sql, params):
     """Rows as dicts; `{p}` in the SQL stands for the driver's placeholder."""
     cursor = database.execute_sql(sql.format(p=database.obj.param), params)
     names = [column[0] for column in cursor.description]
@@ -170,7 +185,7 @@ def _select(sql, params):
 
 def find_chat(session_id, org_id, jid):
     """One query: (is the session the org's?, the chat row or None)."""
-    rows = _select('SELECT "session"."id" AS "owned_session", ' + CHAT_COLUMNS + ' FROM "session" '
+    rows = select_rows('SELECT "session"."id" AS "owned_session", ' + CHAT_COLUMNS + ' FROM "session" '
                    'LEFT JOIN "chat" ON "chat"."session_id" = "session"."id" AND "chat"."jid" = {p} '
                    'WHERE "session"."id" = {p} AND "session"."org_id" = {p}', [jid, session_id, org_id])
     if not rows:
@@ -194,7 +209,7 @@ def list_chats(session_id, org_id, filters, after, limit):
     deep page costs what the first page costs: the display index is walked
     from that position, never counted through.
     """
-    rows = _select(*chat_page_sql(session_id, org_id, filters, after, limit))
+    rows = select_rows(*chat_page_sql(session_id, org_id, filters, after, limit))
     if not rows and not session_is_owned(session_id, org_id):
         return None
     return rows
@@ -222,106 +237,3 @@ def chat_page_sql(session_id, org_id, filters, after, limit):
     sql.append('ORDER BY "chat"."pinned" DESC, "chat"."sort_at" DESC, "chat"."id" DESC LIMIT {p}')
     params.append(limit)
     return " ".join(sql), params
-
-
-class ChatRuleError(Exception):
-    """A change WhatsApp itself would refuse; names the field at fault."""
-
-    def __init__(self, field_name, message):
-        super().__init__(message)
-        self.field_name = field_name
-        self.message = message
-
-
-def _lock(query):
-    # SQLite has no FOR UPDATE; its IMMEDIATE transactions already serialise writers.
-    return query.for_update() if database.obj.for_update else query
-
-
-def update_chat(chat_id, session_id, changes, max_pinned):
-    """Write only the columns in `changes`, under WhatsApp's pin rules, atomically.
-
-    Pinning locks the session row first, so two concurrent pins are counted
-    one after the other and can't both slip past the limit.
-    """
-    with database.atomic():
-        if changes.get("pinned") is True:
-            _lock(Session.select(Session.id).where(Session.id == session_id)).execute()
-        chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().get()
-        if changes.get("pinned") is True and not chat["pinned"]:
-            _check_can_pin(chat, changes, max_pinned)
-        if changes:
-            Chat.update(changes).where(Chat.id == chat_id).execute()
-    # The row was read under the lock and only these columns were written, so
-    # this is the row as stored, without reading it back.
-    return {**chat, **changes}
-
-
-def _check_can_pin(chat, changes, max_pinned):
-    if changes.get("archived", chat["archived"]):
-        raise ChatRuleError("pinned", "an archived chat can't be pinned; "
-                            "send \"archived\": false with it to unarchive and pin")
-    pinned_now = (Chat.select().where(Chat.session == chat["session"], Chat.pinned == True)  # noqa: E712
-                  .count())
-    if pinned_now >= max_pinned:
-        raise ChatRuleError("pinned", f"at most {max_pinned} chats can be pinned at once; "
-                            "unpin one first")
-
-
-# --- import ------------------------------------------------------------------
-
-IMPORT_BATCH_SIZE = 1000
-
-
-def use_bulk_cache():
-    """A larger page cache for this SQLite connection, for a bulk import's index updates."""
-    if isinstance(database.obj, PooledSqliteDatabase):
-        database.execute_sql("PRAGMA cache_size = -65536")  # KiB: 64 MiB
-
-
-def upsert_chats(session_id, rows, new_chat_defaults):
-    """Insert or update chats by (session, jid), each row writing only its own keys.
-
-    Rows are dicts of column -> value; a new chat takes new_chat_defaults for
-    the keys its row leaves out, an existing one keeps what it has. Consecutive rows with the same keys go
-    in one statement; a jid seen twice in a batch starts a new one, since one
-    INSERT … ON CONFLICT can't touch a row twice.
-    """
-    batch, batch_keys, batch_jids = [], None, set()
-    for row in rows:
-        keys = tuple(sorted(row))
-        if batch and (keys != batch_keys or row["jid"] in batch_jids
-                      or len(batch) >= IMPORT_BATCH_SIZE):
-            _upsert_batch(session_id, batch_keys, batch, new_chat_defaults)
-            batch, batch_jids = [], set()
-        batch.append(row)
-        batch_keys = keys
-        batch_jids.add(row["jid"])
-    if batch:
-        _upsert_batch(session_id, batch_keys, batch, new_chat_defaults)
-
-
-def _upsert_batch(session_id, keys, rows, new_chat_defaults):
-    insert_defaults = dict(new_chat_defaults, sort_at=NO_MESSAGE_SORT_AT)
-    columns = sorted(set(insert_defaults) | set(keys))
-    params = []
-    for row in rows:
-        params.append(session_id)
-        params.extend(row.get(name, insert_defaults.get(name)) for name in columns)
-    database.execute_sql(_upsert_sql(database.obj.param, tuple(keys), tuple(columns), len(rows)), params)
-
-
-@functools.lru_cache(maxsize=64)
-def _upsert_sql(placeholder, keys, columns, row_count):
-    """INSERT … ON CONFLICT for row_count rows, written once per shape.
-
-    Built as text rather than with peewee's query builder: at a million rows,
-    building a node per value cost more than the database's own work.
-    """
-    row = "(" + ", ".join([placeholder] * (len(columns) + 1)) + ")"
-    column_list = ", ".join('"%s"' % name for name in ("session_id",) + columns)
-    # On conflict, only the keys the lines carried are written.
-    updated = ", ".join('"%s" = EXCLUDED."%s"' % (key, key) for key in keys if key not in ("jid", "type"))
-    conflict = "DO UPDATE SET " + updated if updated else "DO NOTHING"
-    return ('INSERT INTO "chat" (%s) VALUES %s ON CONFLICT ("session_id", "jid") %s'
-            % (column_list, ", ".join([row] * row_count), conflict))

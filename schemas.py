@@ -6,8 +6,8 @@ in /openapi.json, so the three can't drift apart.
 import re
 import time
 
-from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, validate,
-                         validates_schema)
+from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load,
+                         validate, validates_schema)
 
 INT64_MAX = 2 ** 63 - 1
 MUTE_FOREVER = -1
@@ -70,21 +70,27 @@ class QueryBoolean(fields.Boolean):
 
 
 class PageSize(fields.Field):
-    """`limit`: signed decimal digits, clamped to 1..200; empty or 0 means the default.
+    """`limit`: signed decimal digits, clamped to 1..maximum; empty or 0 means the default.
 
     A plain Field, so the OpenAPI document takes its type from the metadata
     given where it is declared: an integer, or the empty string.
     """
 
+    def __init__(self, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE, **kwargs):
+        super().__init__(load_default=default, metadata={
+            "description": f"1..{maximum}, clamped; missing, empty or 0 means {default}",
+            "anyOf": [{"type": "integer"}, {"type": "string", "enum": [""]}]}, **kwargs)
+        self.default, self.maximum = default, maximum
+
     def _deserialize(self, value, attr, data, **kwargs):
         if value == "":
-            return DEFAULT_PAGE_SIZE
+            return self.default
         if not isinstance(value, str) or not SIGNED_DIGITS.fullmatch(value):
-            raise ValidationError("must be a whole number (it is clamped to 1..200)")
+            raise ValidationError(f"must be a whole number (it is clamped to 1..{self.maximum})")
         size = int(value)
         if size == 0:
-            return DEFAULT_PAGE_SIZE
-        return max(1, min(MAX_PAGE_SIZE, size))
+            return self.default
+        return max(1, min(self.maximum, size))
 
 
 # --- responses -------------------------------------------------------------------
@@ -202,9 +208,7 @@ class ChatListQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    limit = PageSize(load_default=DEFAULT_PAGE_SIZE, metadata={
-        "description": "1..200, clamped; missing, empty or 0 means 50",
-        "anyOf": [{"type": "integer"}, {"type": "string", "enum": [""]}]})
+    limit = PageSize()
     cursor = fields.String(metadata={"description": "nextCursor of the previous page"})
     archived = QueryBoolean()
     pinned = QueryBoolean()
@@ -219,10 +223,11 @@ def check_chat_jid(jid):
 
 
 class ChatImportSchema(Schema):
-    """One line of an import file: a Chat object as GET returns it, `jid` required.
+    """One line of an import file or a sync body: a Chat object as GET returns it, `jid` required.
 
-    `id`, `sessionId` and `type` (present in saved GET responses) are dropped
-    before loading by the import command; any other unknown key is an error.
+    `id`, `sessionId` and `type` (present in saved GET responses) are ignored;
+    any other unknown key is an error. Loads to the chat's columns, with the
+    type its JID gives.
     """
 
     class Meta:
@@ -237,3 +242,14 @@ class ChatImportSchema(Schema):
     mutedUntil = StrictInteger(attribute="muted_until", allow_none=True)
 
     IGNORED = ("id", "sessionId", "type")
+
+    @pre_load
+    def drop_ignored(self, data, **kwargs):
+        if isinstance(data, dict):
+            data = {key: value for key, value in data.items() if key not in self.IGNORED}
+        return data
+
+    @post_load
+    def add_type(self, row, **kwargs):
+        row["type"] = chat_type(row["jid"])
+        return row

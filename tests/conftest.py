@@ -13,7 +13,8 @@ from flask import request
 
 import models
 from app import create_app
-from cli import NEW_CHAT_DEFAULTS, chat_rows, issue_api_key
+import writes
+from cli import chat_rows, issue_api_key
 from config import DEFAULT_ROLE_CAPABILITIES
 from identity_provider import IdentityProvider
 from openapi_responses import check_against_openapi, record_response
@@ -21,7 +22,7 @@ from openapi_responses import check_against_openapi, record_response
 SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 OTHER_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8D"   # belongs to the other org
 MISSING_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8E"
-DATA_TABLES = [models.Chat, models.ApiKey, models.Session, models.Org]
+DATA_TABLES = [models.ChatTombstone, models.Chat, models.ApiKey, models.Session, models.Org]
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +184,7 @@ def add_chats(session_id, *chats):
     """Store chats as an import would; each is a dict of contract keys."""
     lines = [json.dumps(chat) for chat in chats]
     with models.database.atomic():
-        models.upsert_chats(session_id, chat_rows(lines), NEW_CHAT_DEFAULTS)
+        writes.sync_chats(session_id, chat_rows(lines), [], writes.NEW_CHAT_DEFAULTS)
 
 
 def chat_url(session_id, jid=None):

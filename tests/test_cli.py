@@ -71,7 +71,7 @@ def test_errors_are_one_line_on_stderr_with_status_1(runner, orgs, args, error):
 def test_unknown_capabilities_are_refused(runner, orgs, capabilities):
     result = runner.invoke(args=["create-api-key", "acme", "--capabilities", capabilities])
     assert (result.exit_code, result.stdout, result.stderr) == (
-        1, "", "Error: --capabilities: use a comma-separated list of read, send\n")
+        1, "", "Error: --capabilities: use a comma-separated list of read, send, sync\n")
 
 
 def test_create_session_with_given_id(runner, orgs):

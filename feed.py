@@ -1,0 +1,53 @@
+"""The changes feed's queries (contract §10): a page of the change order, and the tombstone purge.
+
+A page is a keyset walk of two indexes, (session_id, change_seq) on chats and
+on tombstones, from the client's position: its cost depends on the page size,
+never on the session's size or how far back the position is. Why a position,
+once read, is never followed by a smaller one committing: see writes.py.
+"""
+import datetime
+
+from peewee import fn
+
+from models import CHAT_COLUMNS, ChatTombstone, Session, database, now_utc, select_rows
+
+# A tombstone's row in a page has the chat's columns, all null but the jid.
+TOMBSTONE_COLUMNS = ('NULL AS "id", "session_id" AS "session", "jid", NULL AS "type", NULL AS "name", '
+                     'NULL AS "last_message_at", NULL AS "sort_at", NULL AS "unread_count", NULL AS "archived", '
+                     'NULL AS "pinned", NULL AS "muted_until", "change_seq"')
+
+
+def session_feed_state(session_id, org_id):
+    """(the session is the org's, the position of its newest purged tombstone)."""
+    rows = select_rows('SELECT "purged_seq" FROM "session" WHERE "id" = {p} AND "org_id" = {p}', [session_id, org_id])
+    return (True, rows[0]["purged_seq"]) if rows else (False, None)
+
+
+def changes_after(session_id, position, count):
+    """Up to `count` changes after `position`, in change order: chats as stored now, and tombstones.
+
+    Each row is a chat's columns plus "deleted" and "changed_by".
+    """
+    sql = ('SELECT * FROM (SELECT ' + CHAT_COLUMNS + ', 0 AS "deleted", "chat"."changed_by" FROM "chat" '
+           'WHERE "chat"."session_id" = {p} AND "chat"."change_seq" > {p} ORDER BY "chat"."change_seq" LIMIT {p}) '
+           'AS "live" UNION ALL '
+           'SELECT * FROM (SELECT ' + TOMBSTONE_COLUMNS + ', 1 AS "deleted", \'sync\' AS "changed_by" '
+           'FROM "chat_tombstone" WHERE "session_id" = {p} AND "change_seq" > {p} ORDER BY "change_seq" LIMIT {p}) '
+           'AS "dead" ORDER BY "change_seq" LIMIT {p}')
+    return select_rows(sql, [session_id, position, count, session_id, position, count, count])
+
+
+def purge_tombstones(retention_days):
+    """Remove tombstones older than the retention; the count removed.
+
+    Each session first remembers the newest position it purged, so a client
+    whose `since` is older learns (410) that it may have missed a deletion.
+    """
+    cutoff = now_utc() - datetime.timedelta(days=retention_days)
+    old = ChatTombstone.deleted_at < cutoff
+    with database.atomic():
+        newest = (ChatTombstone.select(ChatTombstone.session, fn.MAX(ChatTombstone.change_seq).alias("seq"))
+                  .where(old).group_by(ChatTombstone.session).tuples())
+        for session_id, seq in list(newest):
+            Session.update(purged_seq=seq).where(Session.id == session_id, Session.purged_seq < seq).execute()
+        return ChatTombstone.delete().where(old).execute()

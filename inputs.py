@@ -1,0 +1,82 @@
+"""What the API views take from a request: the session id, a JSON body, a query, the signing key.
+
+Shared by the chats and the sync blueprints, so both read input the same way
+and refuse it with the same errors.
+"""
+import json
+
+from flask import current_app, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+import models
+from errors import not_found, validation_error
+from schemas import is_ulid
+
+SESSION_NOT_FOUND = "session not found"
+
+
+def connect_database():
+    """Only the API routes touch the database; /healthz never does."""
+    models.database.connect()
+
+
+def session_id_or_404(sid):
+    """A ULID, uppercased as stored; anything else is simply not found."""
+    sid = sid.upper()
+    if not is_ulid(sid):
+        raise not_found(SESSION_NOT_FOUND)
+    return sid
+
+
+def load_or_422(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise validation_error(error.normalized_messages(),
+                               "invalid " + ", ".join(sorted(map(str, error.normalized_messages())))) from None
+
+
+def single_valued(args, schema):
+    """The query as a dict; a parameter of ours given twice is ambiguous, so it is a 422."""
+    repeated = sorted(name for name in schema.fields if len(args.getlist(name)) > 1)
+    if repeated:
+        raise validation_error({name: ["given more than once"] for name in repeated},
+                               "invalid " + ", ".join(repeated))
+    return args.to_dict()
+
+
+def json_object_body(max_bytes=None):
+    """The body as a JSON object, whatever the Content-Type says; over max_bytes is a 413."""
+    if max_bytes is not None:
+        request.max_content_length = max_bytes
+    limit = request.max_content_length
+    raw = request.get_data(cache=False)  # werkzeug answers 413 for a declared length over the limit
+    if request.content_length is None and len(raw) >= limit and request.environ["wsgi.input"].read(1):
+        # A chunked body has no declared length: werkzeug stops reading at the
+        # limit and would hand over a truncated body, so look for one byte more.
+        raise RequestEntityTooLarge()
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise validation_error({"body": ["must be a JSON object"]}, "body is not valid JSON") from None
+    except RecursionError:
+        raise validation_error({"body": ["is nested too deeply"]}, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise validation_error({"body": ["must be a JSON object"]}, "body must be a JSON object")
+    return body
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def signing_key():
+    """The key of cursors and since tokens: SECRET_KEY, or the key init-db stored, read once per process."""
+    key = current_app.config.get("CURSOR_KEY")
+    if key is None:
+        key = current_app.config["CHATSTORE"].secret_key or models.load_cursor_secret()
+        if key is None:
+            raise RuntimeError("no cursor key: set SECRET_KEY or run `flask --app app init-db`")
+        key = current_app.config["CURSOR_KEY"] = key.encode()
+    return key

@@ -1,0 +1,86 @@
+"""The sync blueprint: the gateway writes its stored copy (POST …/sync), and everyone reads what changed (GET …/changes).
+
+Each view is auth -> schema -> writes/feed -> schema, like the chats views.
+"""
+from flask import Blueprint, current_app, g, request
+
+import feed
+import models
+import writes
+from auth import requires
+from chats import dump_chat
+from cursors import CursorError, decode_since, encode_since
+from errors import ApiError, not_found, validation_error
+from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
+                    signing_key, single_valued)
+from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, SyncSchema
+
+bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")
+bp.before_request(connect_database)
+sync_schema = SyncSchema()
+changes_query_schema = ChangesQuerySchema()
+START = 0  # the position before every change
+GONE_MESSAGE = ("changes older than this since token have been purged, so a deletion may have been missed; "
+                "start again without since (a full sync)")
+
+
+def owned_session_or_404(sid):
+    session_id = session_id_or_404(sid)
+    owned, purged_position = feed.session_feed_state(session_id, g.caller.org_id)
+    if not owned:
+        raise not_found(SESSION_NOT_FOUND)
+    return session_id, purged_position
+
+
+@bp.post("/sync")
+@requires("sync")
+def sync_chats(sid):
+    """Upsert and delete chats of the session, all or nothing."""
+    session_id, _ = owned_session_or_404(sid)
+    body = load_or_422(sync_schema, json_object_body(current_app.config["CHATSTORE"].sync_max_body_bytes))
+    rows, delete_jids = body.get("upsert", []), body.get("delete", [])
+    with models.database.atomic():
+        _, deleted, position = writes.sync_chats(session_id, rows, delete_jids, writes.NEW_CHAT_DEFAULTS)
+    return {"upserted": len({row["jid"] for row in rows}), "deleted": deleted,
+            "since": encode_since(signing_key(), session_id, position)}
+
+
+@bp.get("/changes")
+@requires("read")
+def list_changes(sid):
+    """What changed in the session after `since`, in change order."""
+    session_id, purged_position = owned_session_or_404(sid)
+    query = load_or_422(changes_query_schema, single_valued(request.args, changes_query_schema))
+    position = since_position(session_id, query.get("since"))
+    if position < purged_position:
+        raise ApiError(410, GONE_MESSAGE)
+    changed_by, limit = query.get("changedBy"), query["limit"]
+    # With a filter, a wider window of the order is read, so a worker skipping its own writes
+    # moves through them quickly; either way a page reads a bounded number of rows.
+    window = (MAX_CHANGES_PAGE if changed_by else limit) + 1
+    rows = feed.changes_after(session_id, position, window)
+    picked, read = [], 0
+    for row in rows[:window - 1]:
+        if len(picked) == limit:
+            break
+        read += 1
+        position = row["change_seq"]
+        if changed_by is None or row["changed_by"] == changed_by:
+            picked.append(row)
+    return {"data": [change(row) for row in picked], "nextSince": encode_since(signing_key(), session_id, position),
+            "hasMore": len(rows) > read}
+
+
+def since_position(session_id, since):
+    if not since:
+        return START
+    try:
+        return decode_since(signing_key(), session_id, since)
+    except CursorError as error:
+        raise validation_error({"since": [str(error)]}, "invalid since") from None
+
+
+def change(row):
+    deleted = bool(row["deleted"])
+    return {"jid": row["jid"], "deleted": deleted, "changedBy": row["changed_by"],
+            "chat": None if deleted else dump_chat(row)}

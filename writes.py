@@ -1,0 +1,194 @@
+"""The one write path: PATCH, sync, import and demo change chats only through here.
+
+Every write draws its positions in the session's change order (contract §10)
+with `draw_positions`, inside its transaction, before it touches a chat:
+
+    UPDATE "session" SET "change_seq" = "change_seq" + n WHERE "id" = … RETURNING "change_seq"
+
+That UPDATE holds the session row's write lock until the transaction ends, so
+the writers of one session take positions one transaction after the other: a
+position is only ever drawn after every smaller one has committed (or rolled
+back, leaving a gap). A reader that has seen position P has therefore seen
+everything at or below P, on PostgreSQL as on SQLite (whose write transactions
+are serial anyway). A plain sequence would not do: on PostgreSQL a number drawn
+early can commit after a larger one was already read. The lock is a row lock
+inside one transaction, so it holds behind PgBouncer's transaction pooling too.
+Locks are always taken session row first, then chat rows, so writers can't deadlock.
+"""
+import functools
+
+import models
+from models import Chat, ChatTombstone, database
+
+API = "api"    # a PATCH
+SYNC = "sync"  # a sync, an import, the demo
+UPSERT_BATCH_SIZE = 1000
+# What a new chat holds for each key a sync entry or import line leaves out.
+NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
+                     "archived": False, "pinned": False, "muted_until": None}
+
+
+class ChatRuleError(Exception):
+    """A change WhatsApp itself would refuse; names the field at fault."""
+
+    def __init__(self, field_name, message):
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+def draw_positions(session_id, count):
+    """Reserve `count` positions in the session's change order; returns the last one (the current one for 0).
+
+    Must run inside the write's transaction: it is also the session's write lock.
+    """
+    cursor = database.execute_sql(
+        'UPDATE "session" SET "change_seq" = "change_seq" + {p} WHERE "id" = {p} RETURNING "change_seq"'
+        .format(p=database.obj.param), [count, session_id])
+    return cursor.fetchone()[0]
+
+
+# --- PATCH ------------------------------------------------------------------------
+
+def _lock(query):
+    # SQLite has no FOR UPDATE; its IMMEDIATE transactions already serialise writers.
+    return query.for_update() if database.obj.for_update else query
+
+
+def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
+    """Write only the columns in `changes`, under WhatsApp's pin rules, atomically; the chat as stored.
+
+    The session row is locked first (by drawing the change position), so two
+    concurrent pins are counted one after the other and can't both slip past
+    the limit. `expected(chat)`, when given, is called on the locked row before
+    anything is written and may raise to refuse the write (If-Match).
+    """
+    with database.atomic():
+        position = draw_positions(session_id, 1)
+        chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().get()
+        if expected is not None:
+            expected(chat)
+        if changes.get("pinned") is True and not chat["pinned"]:
+            _check_can_pin(chat, changes, max_pinned)
+        written = {**changes, "change_seq": position, "changed_by": API}
+        Chat.update(written).where(Chat.id == chat_id).execute()
+    # The row was read under the lock and only these columns were written, so
+    # this is the row as stored, without reading it back.
+    return {**chat, **written}
+
+
+def _check_can_pin(chat, changes, max_pinned):
+    if changes.get("archived", chat["archived"]):
+        raise ChatRuleError("pinned", "an archived chat can't be pinned; "
+                            "send \"archived\": false with it to unarchive and pin")
+    pinned_now = (Chat.select().where(Chat.session == chat["session"], Chat.pinned == True)  # noqa: E712
+                  .count())
+    if pinned_now >= max_pinned:
+        raise ChatRuleError("pinned", f"at most {max_pinned} chats can be pinned at once; "
+                            "unpin one first")
+
+
+# --- sync, import, demo ------------------------------------------------------------
+
+def use_bulk_cache():
+    """A larger page cache for this SQLite connection, for a bulk import's index updates."""
+    if isinstance(database.obj, models.PooledSqliteDatabase):
+        database.execute_sql("PRAGMA cache_size = -65536")  # KiB: 64 MiB
+
+
+def sync_chats(session_id, rows, delete_jids, new_chat_defaults):
+    """Upsert `rows`, then delete `delete_jids`, in the caller's transaction; (rows upserted, chats deleted, position).
+
+    Rows are column dicts (see upsert_chats) and may be a stream of any length.
+    The position returned follows everything this write did.
+    """
+    position = draw_positions(session_id, 0)  # the session's lock, before any chat is touched
+    upserted, position = upsert_chats(session_id, rows, new_chat_defaults, position)
+    deleted, position = delete_chats(session_id, delete_jids, position)
+    return upserted, deleted, position
+
+
+def upsert_chats(session_id, rows, new_chat_defaults, position):
+    """Insert or update chats by (session, jid), each row writing only its own keys; (row count, last position).
+
+    A new chat takes new_chat_defaults for the keys its row leaves out, an
+    existing one keeps what it has. Consecutive rows with the same keys go in
+    one statement; a jid seen twice in a batch starts a new one, since one
+    INSERT … ON CONFLICT can't touch a row twice (so the later row wins key by key).
+    """
+    has_tombstones = ChatTombstone.select().where(ChatTombstone.session == session_id).exists()
+    count, batch, batch_keys, batch_jids = 0, [], None, set()
+    for row in rows:
+        count += 1
+        if "last_message_at" in row:
+            row = {**row, "sort_at": models.sort_at_for(row["last_message_at"])}
+        keys = tuple(sorted(row))
+        if batch and (keys != batch_keys or row["jid"] in batch_jids or len(batch) >= UPSERT_BATCH_SIZE):
+            position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones)
+            batch, batch_jids = [], set()
+        batch.append(row)
+        batch_keys = keys
+        batch_jids.add(row["jid"])
+    if batch:
+        position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones)
+    return count, position
+
+
+def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
+    last = draw_positions(session_id, len(rows))
+    if has_tombstones:
+        # A jid is live or tombstoned, never both: stored again, it is no longer deleted.
+        _delete_where_jid_in(ChatTombstone, session_id, [row["jid"] for row in rows])
+    insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT, changed_by=SYNC)
+    columns = sorted(set(insert_defaults) | set(keys) | {"change_seq"})
+    first = last - len(rows) + 1
+    params = []
+    for offset, row in enumerate(rows):
+        params.append(session_id)
+        row = {**row, "change_seq": first + offset, "changed_by": SYNC}
+        params.extend(row.get(name, insert_defaults.get(name)) for name in columns)
+    database.execute_sql(_upsert_sql(database.obj.param, tuple(keys), tuple(columns), len(rows)), params)
+    return last
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(placeholder, keys, columns, row_count):
+    """INSERT … ON CONFLICT for row_count rows, written once per shape.
+
+    Built as text rather than with peewee's query builder: at a million rows,
+    building a node per value cost more than the database's own work.
+    """
+    row = "(" + ", ".join([placeholder] * (len(columns) + 1)) + ")"
+    column_list = ", ".join('"%s"' % name for name in ("session_id",) + columns)
+    # On conflict, only the keys the lines carried are written, and the chat's new place in the change order.
+    written = [key for key in keys if key not in ("jid", "type")] + ["change_seq", "changed_by"]
+    updated = ", ".join('"%s" = EXCLUDED."%s"' % (key, key) for key in written)
+    return ('INSERT INTO "chat" (%s) VALUES %s ON CONFLICT ("session_id", "jid") DO UPDATE SET %s'
+            % (column_list, ", ".join([row] * row_count), updated))
+
+
+def delete_chats(session_id, jids, position):
+    """Delete the session's chats with these jids, leaving a tombstone each; (chats deleted, last position)."""
+    if not jids:
+        return 0, position
+    deleted = [row[0] for row in _delete_where_jid_in(Chat, session_id, jids, returning='"jid"')]
+    if not deleted:
+        return 0, position
+    last = draw_positions(session_id, len(deleted))
+    now = models.now_utc()
+    (ChatTombstone.insert_many([{"session": session_id, "jid": jid, "change_seq": last - offset, "deleted_at": now}
+                                for offset, jid in enumerate(deleted)])
+     .on_conflict(conflict_target=[ChatTombstone.session, ChatTombstone.jid],
+                  preserve=[ChatTombstone.change_seq, ChatTombstone.deleted_at])
+     .execute())
+    return len(deleted), last
+
+
+def _delete_where_jid_in(model, session_id, jids, returning=None):
+    p = database.obj.param
+    sql = 'DELETE FROM "%s" WHERE "session_id" = %s AND "jid" IN (%s)' % (
+        model._meta.table_name, p, ", ".join([p] * len(jids)))
+    if returning:
+        sql += " RETURNING " + returning
+    cursor = database.execute_sql(sql, [session_id, *jids])
+    return cursor.fetchall() if returning else None
