@@ -74,6 +74,8 @@ def patch_chat(sid, cid):
                                      current_app.config["CHATSTORE"].max_pinned_chats)
     except writes.ChatRuleError as error:
         raise validation_error({error.field_name: [error.message]}, error.message) from None
+    except writes.ChatGone:
+        raise not_found(CHAT_NOT_FOUND) from None
     return dump_chat(updated)
 
 

@@ -10,6 +10,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from peewee import DatabaseError, IntegrityError
 from ulid import ULID
@@ -272,6 +273,7 @@ curl -X PATCH -H 'Authorization: Bearer {key}' -d '{{"archived": true}}' '{chats
 
 
 @click.command("purge-tombstones")
+@with_appcontext
 def purge_tombstones():
     """Remove tombstones older than TOMBSTONE_RETENTION_DAYS; prints how many."""
     days = current_app.config["CHATSTORE"].tombstone_retention_days

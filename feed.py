@@ -11,10 +11,12 @@ from peewee import fn
 
 from models import CHAT_COLUMNS, ChatTombstone, Session, database, now_utc, select_rows
 
-# A tombstone's row in a page has the chat's columns, all null but the jid.
-TOMBSTONE_COLUMNS = ('NULL AS "id", "session_id" AS "session", "jid", NULL AS "type", NULL AS "name", '
-                     'NULL AS "last_message_at", NULL AS "sort_at", NULL AS "unread_count", NULL AS "archived", '
-                     'NULL AS "pinned", NULL AS "muted_until", "change_seq"')
+# A tombstone's row in a page has the chat's columns, all null but the jid (typed, for PostgreSQL's UNION).
+TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "jid", CAST(NULL AS TEXT) AS "type", '
+                     'CAST(NULL AS TEXT) AS "name", CAST(NULL AS BIGINT) AS "last_message_at", '
+                     'CAST(NULL AS BIGINT) AS "sort_at", CAST(NULL AS INTEGER) AS "unread_count", '
+                     'CAST(NULL AS BOOLEAN) AS "archived", CAST(NULL AS BOOLEAN) AS "pinned", '
+                     'CAST(NULL AS BIGINT) AS "muted_until", "change_seq"')
 
 
 def session_feed_state(session_id, org_id):
@@ -23,18 +25,27 @@ def session_feed_state(session_id, org_id):
     return (True, rows[0]["purged_seq"]) if rows else (False, None)
 
 
+# Each arm walks its (session_id, change_seq) index from the position and stops
+# after `count` rows; the outer sort is over at most 2 × count rows.
+CHANGES_SQL = (
+    'SELECT * FROM (SELECT ' + CHAT_COLUMNS + ', 0 AS "deleted", "chat"."changed_by" FROM "chat" '
+    'WHERE "chat"."session_id" = {p} AND "chat"."change_seq" > {p} ORDER BY "chat"."change_seq" LIMIT {p}) '
+    'AS "live" UNION ALL '
+    'SELECT * FROM (SELECT ' + TOMBSTONE_COLUMNS + ', 1 AS "deleted", \'sync\' AS "changed_by" '
+    'FROM "chat_tombstone" WHERE "session_id" = {p} AND "change_seq" > {p} ORDER BY "change_seq" LIMIT {p}) '
+    'AS "dead" ORDER BY "change_seq" LIMIT {p}')
+
+
 def changes_after(session_id, position, count):
     """Up to `count` changes after `position`, in change order: chats as stored now, and tombstones.
 
     Each row is a chat's columns plus "deleted" and "changed_by".
     """
-    sql = ('SELECT * FROM (SELECT ' + CHAT_COLUMNS + ', 0 AS "deleted", "chat"."changed_by" FROM "chat" '
-           'WHERE "chat"."session_id" = {p} AND "chat"."change_seq" > {p} ORDER BY "chat"."change_seq" LIMIT {p}) '
-           'AS "live" UNION ALL '
-           'SELECT * FROM (SELECT ' + TOMBSTONE_COLUMNS + ', 1 AS "deleted", \'sync\' AS "changed_by" '
-           'FROM "chat_tombstone" WHERE "session_id" = {p} AND "change_seq" > {p} ORDER BY "change_seq" LIMIT {p}) '
-           'AS "dead" ORDER BY "change_seq" LIMIT {p}')
-    return select_rows(sql, [session_id, position, count, session_id, position, count, count])
+    return select_rows(CHANGES_SQL, changes_params(session_id, position, count))
+
+
+def changes_params(session_id, position, count):
+    return [session_id, position, count, session_id, position, count, count]
 
 
 def purge_tombstones(retention_days):

@@ -8,6 +8,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from schemas import ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema, ErrorSchema
+from sync_schemas import ChangeSchema, ChangesPageSchema, ChangesQuerySchema, SyncResultSchema, SyncSchema
 
 SESSION_PARAMETER = {
     "name": "sid", "in": "path", "required": True,
@@ -26,7 +27,8 @@ ERROR_DESCRIPTIONS = {
     403: "The caller lacks the capability the operation needs; decided before any lookup.",
     404: "The session does not exist or belongs to another organization, or the chat is not stored.",
     405: "The method is not allowed on this path; see the Allow header.",
-    413: "The body is larger than MAX_BODY_BYTES.",
+    410: "The since token is older than the newest purged tombstone; start again without since.",
+    413: "The body is larger than MAX_BODY_BYTES (SYNC_MAX_BODY_BYTES for sync).",
     422: "The query or body is not valid; details name each field.",
     500: "An unexpected error; the server log has the details.",
     503: "The database, or the identity provider's keys, are not available right now.",
@@ -51,6 +53,19 @@ PAGE_LINKS = {
                         "parameters": {"sid": "$request.path.sid", "cid": "$response.body#/data/0/jid"}},
     "nextPage": {"operationId": "listChats", "description": "The page after this one.",
                  "parameters": {"sid": "$request.path.sid", "cursor": "$response.body#/nextCursor"}},
+    "changes": {"operationId": "listChanges", "description": "The session's changes feed, from the beginning.",
+                "parameters": {"sid": "$request.path.sid"}},
+}
+# The feed leads to itself, and a sync to the changes after it.
+FEED_LINKS = {
+    "nextChanges": {"operationId": "listChanges", "description": "What changed after this page.",
+                    "parameters": {"sid": "$request.path.sid", "since": "$response.body#/nextSince"}},
+    "getFirstChangedChat": {"operationId": "getChat", "description": "The first chat of the page.",
+                            "parameters": {"sid": "$request.path.sid", "cid": "$response.body#/data/0/jid"}},
+}
+SYNC_LINKS = {
+    "changesAfterSync": {"operationId": "listChanges", "description": "What changed after this sync.",
+                         "parameters": {"sid": "$request.path.sid", "since": "$response.body#/since"}},
 }
 
 
@@ -89,6 +104,31 @@ LIST_OPERATIONS = {
                       **error_responses(401, 403, 404, 422, 500, 503)},
     },
 }
+SYNC_OPERATIONS = {
+    "post": {
+        "operationId": "syncChats",
+        "summary": "Write the stored copy (the gateway's worker)",
+        "description": ("Upserts (import lines: a key left out keeps the stored value) and deletes, at most "
+                        "1,000 entries together, all or nothing. WhatsApp's PATCH rules do not apply; types do. "
+                        "Needs the `sync` capability."),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "Sync"}}},
+        "responses": {**with_links(ok("What was written, and a changes token that follows it.", "SyncResult"),
+                                   SYNC_LINKS),
+                      **error_responses(401, 403, 404, 413, 422, 500, 503)},
+    },
+}
+CHANGES_OPERATIONS = {
+    "get": {
+        "operationId": "listChanges",
+        "summary": "What changed",
+        "description": ("The session's chats in change order after `since`: each chat as stored now, or a "
+                        "tombstone. From nothing it is a full sync; follow `nextSince` to stay current. "
+                        "Needs the `read` capability."),
+        "parameters": [{"in": "query", "schema": ChangesQuerySchema}],
+        "responses": {**with_links(ok("A page of changes.", "ChangesPage"), FEED_LINKS),
+                      **error_responses(401, 403, 404, 410, 422, 500, 503)},
+    },
+}
 STATUS_SCHEMA = {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}},
                  "required": ["status"]}
 
@@ -102,11 +142,14 @@ def build_openapi():
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A login JWT from the identity provider, or an API key (csk_…) from create-api-key."})
     for name, schema in (("Chat", ChatSchema), ("ChatPage", ChatPageSchema), ("ChatPatch", ChatPatchSchema),
-                         ("Error", ErrorSchema)):
+                         ("Sync", SyncSchema), ("SyncResult", SyncResultSchema), ("Change", ChangeSchema),
+                         ("ChangesPage", ChangesPageSchema), ("Error", ErrorSchema)):
         spec.components.schema(name, schema=schema)
     spec.path("/api/v1/sessions/{sid}/chats/{cid}", parameters=[SESSION_PARAMETER, CHAT_PARAMETER],
               operations=CHAT_OPERATIONS)
     spec.path("/api/v1/sessions/{sid}/chats", parameters=[SESSION_PARAMETER], operations=LIST_OPERATIONS)
+    spec.path("/api/v1/sessions/{sid}/sync", parameters=[SESSION_PARAMETER], operations=SYNC_OPERATIONS)
+    spec.path("/api/v1/sessions/{sid}/changes", parameters=[SESSION_PARAMETER], operations=CHANGES_OPERATIONS)
     spec.path("/healthz", operations={"get": {
         "operationId": "health", "summary": "The process answers", "security": [],
         "responses": ok("Alive; no database is touched.", STATUS_SCHEMA)}})

@@ -25,7 +25,7 @@ class SyncSchema(Schema):
     delete = fields.List(fields.String(validate=check_chat_jid), metadata={
         "description": "JIDs of chats to delete; one that is not stored is not an error."})
 
-    @validates_schema(skip_on_field_errors=False)
+    @validates_schema
     def check_entries(self, data, **kwargs):
         upsert, delete = data.get("upsert") or [], data.get("delete") or []
         if len(upsert) + len(delete) > MAX_SYNC_ENTRIES:

@@ -37,6 +37,10 @@ class ChatRuleError(Exception):
         self.message = message
 
 
+class ChatGone(Exception):
+    """The chat was deleted between its lookup and the write."""
+
+
 def draw_positions(session_id, count):
     """Reserve `count` positions in the session's change order; returns the last one (the current one for 0).
 
@@ -58,6 +62,8 @@ def _lock(query):
 def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
     """Write only the columns in `changes`, under WhatsApp's pin rules, atomically; the chat as stored.
 
+    Raises ChatGone when the chat no longer exists, ChatRuleError when a rule refuses the change.
+
     The session row is locked first (by drawing the change position), so two
     concurrent pins are counted one after the other and can't both slip past
     the limit. `expected(chat)`, when given, is called on the locked row before
@@ -65,7 +71,9 @@ def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
     """
     with database.atomic():
         position = draw_positions(session_id, 1)
-        chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().get()
+        chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().first()
+        if chat is None:
+            raise ChatGone()  # a sync deleted it since the caller found it
         if expected is not None:
             expected(chat)
         if changes.get("pinned") is True and not chat["pinned"]:

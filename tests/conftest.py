@@ -48,9 +48,10 @@ def identity_provider():
 
 
 def app_environ(database_url, identity_provider):
-    """The environment every test app starts from; `sender` is a role with `send` alone."""
+    """The environment every test app starts from; `sender` is a role with `send` alone, `worker` read and sync."""
     return {"DATABASE_URL": database_url, "JWKS_URL": identity_provider.url,
-            "ROLE_CAPABILITIES": json.dumps({**DEFAULT_ROLE_CAPABILITIES, "sender": ["send"]})}
+            "ROLE_CAPABILITIES": json.dumps({**DEFAULT_ROLE_CAPABILITIES, "sender": ["send"],
+                                             "worker": ["read", "sync"]})}
 
 
 @pytest.fixture
@@ -172,6 +173,17 @@ def tokens(request, keys, identity_provider):
         "send": identity_provider.mint({"org_id": "acme", "org_role": "sender"}),
         "other": identity_provider.mint({"org_id": "globex", "org_role": "owner"}),
     }
+
+
+@pytest.fixture(params=["api_key", "jwt"])
+def worker_headers(request, orgs, identity_provider):
+    """A gateway worker's Authorization header: read and sync, as an API key or a login JWT."""
+    if request.param == "api_key":
+        with models.database.connection_context():
+            token = issue_api_key("acme", "read,sync", "worker")
+    else:
+        token = identity_provider.mint({"org_id": "acme", "org_role": "worker"})
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -232,3 +232,72 @@ def test_a_chunked_body_over_the_limit_is_413(server, headers, orgs):
     small = requests.patch(url, data=iter([b'{"archived": ', b"true}"]), headers=headers, timeout=10)
     assert small.status_code == 200 and small.json()["archived"] is True
     assert stored("1@s.whatsapp.net")["archived"] is True
+
+
+def test_a_feed_follower_misses_nothing_while_workers_write(server, headers, orgs):
+    """PATCHes and syncs from several threads, through 4 gunicorn workers, while a follower polls the feed."""
+    import random
+
+    from cli import issue_api_key
+    worker = {"Authorization": f"Bearer {connected(issue_api_key)('acme', 'read,sync', 'worker')}"}
+    base = f"{server}/api/v1/sessions/{SESSION_ID}"
+    jids = [f"{n}@s.whatsapp.net" for n in range(60)]
+    add_chats(SESSION_ID, *({"jid": jid} for jid in jids[:40]))
+    stop, statuses = threading.Event(), []
+
+    def patcher(seed):
+        rng = random.Random(seed)
+        with requests.Session() as http:
+            while not stop.is_set():
+                body = {"archived": rng.random() < 0.5} if rng.random() < 0.5 else {"mutedUntil": -1}
+                statuses.append(http.patch(f"{base}/chats/{rng.choice(jids)}", json=body, headers=headers,
+                                           timeout=30).status_code)
+
+    def syncer(seed):
+        rng = random.Random(seed)
+        with requests.Session() as http:
+            while not stop.is_set():
+                chosen = rng.sample(jids, 6)
+                body = {"upsert": [{"jid": jid, "unreadCount": rng.randrange(50)} for jid in chosen[:4]],
+                        "delete": chosen[4:]}
+                statuses.append(http.post(f"{base}/sync", json=body, headers=worker, timeout=30).status_code)
+
+    copy, since, pages = {}, None, 0
+
+    def follow_once(http):
+        nonlocal since, pages
+        params = {"limit": 7, **({"since": since} if since else {})}
+        page = http.get(f"{base}/changes", params=params, headers=headers, timeout=30).json()
+        pages += 1
+        for change in page["data"]:
+            if change["deleted"]:
+                copy.pop(change["jid"], None)
+            else:
+                copy[change["jid"]] = change["chat"]
+        since = page["nextSince"]
+        return page["hasMore"]
+
+    writers = [threading.Thread(target=patcher, args=(n,)) for n in range(3)]
+    writers += [threading.Thread(target=syncer, args=(n + 10,)) for n in range(2)]
+    for thread in writers:
+        thread.start()
+    with requests.Session() as http:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            follow_once(http)
+        stop.set()
+        for thread in writers:
+            thread.join()
+        while follow_once(http):
+            pass
+        state, cursor = {}, None
+        while True:
+            page = http.get(f"{base}/chats", params={"limit": 200, **({"cursor": cursor} if cursor else {})},
+                            headers=headers, timeout=30).json()
+            state.update((chat["jid"], chat) for chat in page["data"])
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+    assert set(statuses) <= {200, 404}, sorted(set(statuses))
+    assert statuses.count(200) > 50 and pages > 20
+    assert copy == state
