@@ -30,7 +30,7 @@ def seed(env):
         lines = [json.dumps({"jid": f"62812{n:04d}@{server}", "name": f"{org} {n}", "lastMessageAt": 1_700_000_000_000 + n})
                  + "\n" for n, server in enumerate(["s.whatsapp.net", "g.us", "lid", "newsletter", "broadcast"] * 4)]
         flask_command(env, "import-chats", session_id, "-", stdin_lines=lines)
-        keys[org] = flask_command(env, "create-api-key", org, "--capabilities", "read,send")
+        keys[org] = flask_command(env, "create-api-key", org, "--capabilities", "read,send,sync")
     return keys
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 import urllib.request
 
+import sync_feed
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
@@ -173,8 +175,29 @@ def bench_backend(backend, seconds, connections, provider):
             for kind, token in (("API key", key), ("JWT", jwt)):
                 rows.append((f"{name}, {kind}",) + drive(target, token, seconds, connections, script))
                 print(f"  {rows[-1][0]}: {rows[-1][1]:.0f} req/s")
+        changes = f"{served.base}/api/v1/sessions/{{}}/changes?limit=100"
+        for name, target in (("changes, from the start (1k session)", changes.format(SMALL_SESSION)),
+                             ("changes, from the start (1M session)", changes.format(BIG_SESSION)),
+                             ("changes, after 900,000 changes", changes.format(BIG_SESSION) + "&since="
+                              + sync_feed.deep_since(env, BIG_SESSION, DEEP_AFTER))):
+            rows.append((f"{name}, API key",) + drive(target, key, seconds, connections))
+            print(f"  {rows[-1][0]}: {rows[-1][1]:.0f} req/s")
+        rates = {"sync": sync_feed.sync_rate(served.base, env, "bench", chat_lines)}
+        print(f"  sync of {sync_feed.SYNC_CHATS:,} chats over HTTP: {rates['sync']:,.0f} chats/s")
     finally:
         served.stop()
+    rates["import"] = sync_feed.import_rate(env, "bench", chat_lines, flask_command)
+    print(f"  import-chats of {sync_feed.SYNC_CHATS:,} lines: {rates['import']:,.0f} chats/s")
+    baseline = sync_feed.BaselineCheckout(ROOT)
+    served = Served("app:app", env, chdir=baseline.path)
+    try:
+        rows.append(("PATCH, API key, build before change stamping",)
+                    + drive(f"{served.base}/api/v1/sessions/{BIG_SESSION}/chats/{ONE_JID}", key, seconds,
+                            connections, "patch.lua"))
+        print(f"  {rows[-1][0]}: {rows[-1][1]:.0f} req/s")
+    finally:
+        served.stop()
+        baseline.remove()
     floors = []
     for name, target in (("floor: bare Flask + raw driver", "floor_flask:app"),
                          ("floor: plain WSGI + raw driver", "floor_wsgi:app")):
@@ -185,10 +208,10 @@ def bench_backend(backend, seconds, connections, provider):
             print(f"  {floors[-1][0]}: {floors[-1][1]:.0f} req/s")
         finally:
             served.stop()
-    return rows, floors, import_seconds
+    return rows, floors, import_seconds, rates
 
 
-def report(backend, rows, floors, import_seconds):
+def report(backend, rows, floors, import_seconds, rates):
     flask_floor = floors[0][1]
     print(f"\n### {backend}\n")
     print("| request | req/s | × bare Flask | p50 ms | p99 ms | non-2xx |")
@@ -208,6 +231,16 @@ def report(backend, rows, floors, import_seconds):
     for label, p50 in (("first page", first), ("page after 900,000", deep)):
         print(f"- 1M session {label} p50 ≤ 1.3× 1k session first page p50: {p50 / small:.2f}× "
               f"{'met' if p50 <= 1.3 * small else 'MISSED'}")
+    changes_small = by_name["changes, from the start (1k session), API key"][2]
+    for label in ("from the start (1M session)", "after 900,000 changes"):
+        p50 = by_name[f"changes, {label}, API key"][2]
+        print(f"- changes page {label} p50 ≤ 1.3× 1k session's: {p50 / changes_small:.2f}× "
+              f"{'met' if p50 <= 1.3 * changes_small else 'MISSED'}")
+    print(f"- sync over HTTP ≥ import-chats per chat: {rates['sync']:,.0f} vs {rates['import']:,.0f} chats/s, "
+          f"{rates['sync'] / rates['import']:.2f}× {'met' if rates['sync'] >= rates['import'] else 'MISSED'}")
+    patch_now, patch_before = by_name["PATCH, API key"][1], by_name["PATCH, API key, build before change stamping"][1]
+    print(f"- PATCH with change stamping ≥ 0.9× the build before it: {patch_now / patch_before:.2f}× "
+          f"{'met' if patch_now >= 0.9 * patch_before else 'MISSED'}")
     if import_seconds is not None:
         print(f"- import-chats of 1,000,000 lines ≤ 60 s: {import_seconds:.1f} s "
               f"{'met' if import_seconds <= 60 else 'MISSED'}")

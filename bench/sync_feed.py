@@ -1,0 +1,88 @@
+"""make bench, the sync endpoint and the changes feed: run from bench/run.py against the same served app.
+
+- sync of 100,000 chats in batches of 1,000 over HTTP, one client as the gateway's worker is, against
+  `import-chats` of the same 100,000 lines in the same run (chats per second each);
+- a changes page (limit 100) from the start of a 1k session, from the start of the 1M session, and from
+  900,000 changes deep into it, driven by wrk: p50 ratios to the 1k page;
+- PATCH throughput of this build against the build just before change stamping (commit BEFORE_STAMPING,
+  checked out with `git worktree` and served on the same database with the same settings), so the ratio is
+  the cost of drawing a position and stamping it, measured in one run.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import requests
+from ulid import ULID
+
+BEFORE_STAMPING = "3adf519"  # the last commit whose PATCH wrote no change position
+SYNC_CHATS, SYNC_BATCH = 100_000, 1_000
+
+
+def fresh_session(env, org):
+    """A new empty session; the bench database is kept between runs, so each run makes its own."""
+    import models
+    session_id = str(ULID())
+    models.bind_database(env["DATABASE_URL"])
+    with models.database.connection_context():
+        models.Session.create(id=session_id, org=org)
+    return session_id
+
+
+def worker_key(env, org):
+    import models
+    from cli import issue_api_key
+    models.bind_database(env["DATABASE_URL"])
+    with models.database.connection_context():
+        return issue_api_key(org, "read,send,sync", "bench worker")
+
+
+def sync_rate(base, env, org, chat_lines):
+    """Chats per second: 100,000 chats POSTed to …/sync in batches of 1,000, one after the other."""
+    session_id, key = fresh_session(env, org), worker_key(env, org)
+    lines = [json.loads(line) for line in chat_lines(SYNC_CHATS, 3)]
+    url = f"{base}/api/v1/sessions/{session_id}/sync"
+    with requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {key}"
+        started = time.monotonic()
+        for start in range(0, SYNC_CHATS, SYNC_BATCH):
+            response = http.post(url, json={"upsert": lines[start:start + SYNC_BATCH]}, timeout=60)
+            response.raise_for_status()
+        elapsed = time.monotonic() - started
+    return SYNC_CHATS / elapsed
+
+
+def import_rate(env, org, chat_lines, flask_command):
+    """Chats per second: the same 100,000 lines through `flask import-chats` into a fresh session."""
+    session_id = fresh_session(env, org)
+    started = time.monotonic()
+    flask_command(env, "import-chats", session_id, "-", stdin_lines=chat_lines(SYNC_CHATS, 3))
+    return SYNC_CHATS / (time.monotonic() - started)
+
+
+def deep_since(env, session_id, depth):
+    """The since token a follower holds after reading `depth` changes of the session."""
+    import cursors
+    import models
+    models.bind_database(env["DATABASE_URL"])
+    with models.database.connection_context():
+        position = (models.Chat.select(models.Chat.change_seq).where(models.Chat.session == session_id)
+                    .order_by(models.Chat.change_seq).offset(depth - 1).limit(1).scalar())
+    return cursors.encode_since(env["SECRET_KEY"].encode(), session_id, position)
+
+
+class BaselineCheckout:
+    """The build before change stamping, in a temporary git worktree."""
+
+    def __init__(self, root):
+        self.root = root
+        self.path = tempfile.mkdtemp(prefix="chatstore-before-stamping-")
+        subprocess.run(["git", "worktree", "add", "--detach", self.path, BEFORE_STAMPING], cwd=root, check=True,
+                       capture_output=True)
+
+    def remove(self):
+        subprocess.run(["git", "worktree", "remove", "--force", self.path], cwd=self.root, capture_output=True)
+        shutil.rmtree(self.path, ignore_errors=True)
