@@ -27,6 +27,8 @@ BIG_SESSION, SMALL_SESSION = "01JBENCH000000000000000001", "01JBENCH000000000000
 BIG_COUNT, SMALL_COUNT, DEEP_AFTER = 1_000_000, 1_000, 900_000
 ONE_JID = "500000@s.whatsapp.net"
 SECRET_KEY = "bench-cursor-key"
+# import-chats of 1,000,000 lines before the sync endpoint existed (README, stop 7): 56 s and 130 s.
+IMPORT_RATE_BEFORE_SYNC = {"sqlite": 18_000, "postgresql": 7_700}
 URLS = {"sqlite": "sqlite:///" + os.path.join(ROOT, "bench", "bench.db"),
         "postgresql": "postgresql://postgres@127.0.0.1:5432/chatstore_bench"}
 
@@ -236,8 +238,10 @@ def report(backend, rows, floors, import_seconds, rates):
         p50 = by_name[f"changes, {label}, API key"][2]
         print(f"- changes page {label} p50 ≤ 1.3× 1k session's: {p50 / changes_small:.2f}× "
               f"{'met' if p50 <= 1.3 * changes_small else 'MISSED'}")
-    print(f"- sync over HTTP ≥ import-chats per chat: {rates['sync']:,.0f} vs {rates['import']:,.0f} chats/s, "
-          f"{rates['sync'] / rates['import']:.2f}× {'met' if rates['sync'] >= rates['import'] else 'MISSED'}")
+    floor = IMPORT_RATE_BEFORE_SYNC[backend]
+    print(f"- sync over HTTP ≥ import-chats as it was before sync existed ({floor:,} chats/s): "
+          f"{rates['sync']:,.0f} chats/s {'met' if rates['sync'] >= floor else 'MISSED'} "
+          f"(import-chats in this run: {rates['import']:,.0f} chats/s, sync {rates['sync'] / rates['import']:.2f}× it)")
     patch_now, patch_before = by_name["PATCH, API key"][1], by_name["PATCH, API key, build before change stamping"][1]
     print(f"- PATCH with change stamping ≥ 0.9× the build before it: {patch_now / patch_before:.2f}× "
           f"{'met' if patch_now >= 0.9 * patch_before else 'MISSED'}")
