@@ -5,20 +5,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test install clean
+.PHONY: run test install install-dev clean
 
+# `make run` needs only the runtime; `make test` and the slow checks add the development tools.
 $(BIN)/activate: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --requirement requirements.txt
 	touch $(BIN)/activate
 
+$(VENV)/.dev-installed: $(BIN)/activate requirements-dev.txt
+	$(BIN)/pip install --quiet --requirement requirements-dev.txt
+	touch $(VENV)/.dev-installed
+
 install: $(BIN)/activate
+
+install-dev: $(VENV)/.dev-installed
 
 run: install
 	$(BIN)/flask --app app demo --base-url http://localhost:$(PORT)
 	PORT=$(PORT) $(BIN)/gunicorn app:app --config gunicorn.conf.py
 
-test: install
+test: install-dev
 	$(BIN)/pytest -q
 
 clean:
@@ -26,16 +33,16 @@ clean:
 
 # Slow checks, never part of `make test`.
 .PHONY: bench
-bench: install
+bench: install-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py
 
 .PHONY: soak
-soak: install
+soak: install-dev
 	$(BIN)/python bench/soak.py
 
 .PHONY: fuzz
 FUZZ_SECONDS ?= 180
-fuzz: install
+fuzz: install-dev
 	$(BIN)/pip install --quiet --requirement requirements-fuzz.txt
 	$(BIN)/python bench/fuzz.py --max-time $(FUZZ_SECONDS)

@@ -6,10 +6,12 @@ from flask import Flask, current_app
 
 import chats
 import cli
+import docs
 import models
 import sync
 from auth import VerifiedTokenCache
 from config import ConfigError, load_config
+from cors import enable_cors
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
 from logs import configure_logging, log_request, start_timer
@@ -44,6 +46,8 @@ def create_app(environ=None):
     app.add_url_rule("/readyz", view_func=readyz)
     app.extensions["openapi"] = build_openapi()
     app.add_url_rule("/openapi.json", view_func=openapi_document)
+    app.register_blueprint(docs.bp)
+    enable_cors(app, config.cors_origins)  # last: it reads every route's methods
     cli.register(app)
     return app
 

@@ -6,6 +6,7 @@ import writes
 from auth import requires
 from cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
+from etags import check_if_match, json_response
 from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
                     signing_key, single_valued)
 from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
@@ -34,7 +35,7 @@ def stored_chat_or_404(sid, cid):
 @requires("read")
 def get_chat(sid, cid):
     """One stored chat."""
-    return dump_chat(stored_chat_or_404(sid, cid))
+    return json_response(dump_chat(stored_chat_or_404(sid, cid)))
 
 
 @bp.get("")
@@ -58,7 +59,7 @@ def list_chats(sid):
     next_cursor = None
     if more:
         next_cursor = encode_cursor(signing_key(), session_id, models.display_position(page[-1]), filters)
-    return {"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor}
+    return json_response({"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor})
 
 
 @bp.patch("/<path:cid>")
@@ -66,17 +67,19 @@ def list_chats(sid):
 def patch_chat(sid, cid):
     """Change a chat's archive, pin and mute state; only the fields sent."""
     chat = stored_chat_or_404(sid, cid)
+    check_if_match(dump_chat(chat))  # a stale If-Match is refused before the body is read
     changes = chat_changes(load_or_422(patch_schema, json_object_body()))
     if not changes:
-        return dump_chat(chat)  # nothing to write, so no new place in the change order either
+        return json_response(dump_chat(chat), conditional=False)  # nothing written, no new change position
     try:
         updated = writes.update_chat(chat["id"], chat["session"], changes,
-                                     current_app.config["CHATSTORE"].max_pinned_chats)
+                                     current_app.config["CHATSTORE"].max_pinned_chats,
+                                     expected=lambda locked: check_if_match(dump_chat(locked)))
     except writes.ChatRuleError as error:
         raise validation_error({error.field_name: [error.message]}, error.message) from None
     except writes.ChatGone:
         raise not_found(CHAT_NOT_FOUND) from None
-    return dump_chat(updated)
+    return json_response(dump_chat(updated), conditional=False)
 
 
 def page_position(session_id, query):

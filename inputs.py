@@ -17,8 +17,9 @@ SESSION_NOT_FOUND = "session not found"
 
 
 def connect_database():
-    """Only the API routes touch the database; /healthz never does."""
-    models.database.connect()
+    """Only the API routes touch the database; /healthz and preflights (OPTIONS) never do."""
+    if request.method != "OPTIONS":
+        models.database.connect()
 
 
 def session_id_or_404(sid):

@@ -28,6 +28,7 @@ ERROR_DESCRIPTIONS = {
     404: "The session does not exist or belongs to another organization, or the chat is not stored.",
     405: "The method is not allowed on this path; see the Allow header.",
     410: "The since token is older than the newest purged tombstone; start again without since.",
+    412: "If-Match does not name the chat's current ETag: it changed since it was read. Nothing was written.",
     413: "The body is larger than MAX_BODY_BYTES (SYNC_MAX_BODY_BYTES for sync).",
     422: "The query or body is not valid; details name each field.",
     500: "An unexpected error; the server log has the details.",
@@ -41,8 +42,21 @@ def error_responses(*statuses):
             for status in statuses}
 
 
-def ok(description, schema):
-    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+ETAG_HEADER = {"ETag": {"description": "A strong ETag of the body: send it as If-None-Match (GET) or If-Match "
+                                      "(PATCH).", "schema": {"type": "string"}}}
+NOT_MODIFIED = {"304": {"description": "If-None-Match names the current ETag: not modified, no body.",
+                        "headers": ETAG_HEADER}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "An ETag from an earlier answer: 304 with no body while it is still current."}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+            "description": "The chat's ETag as last read: 412 and nothing written when it has changed since."}
+
+
+def ok(description, schema, etag=False):
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if etag:
+        answer["headers"] = ETAG_HEADER
+    return {"200": answer}
 
 
 # How a client goes on from a page: to a chat on it, or to the next page.
@@ -79,7 +93,9 @@ CHAT_OPERATIONS = {
         "operationId": "getChat",
         "summary": "Get a chat",
         "description": "One chat from the gateway's stored copy. Needs the `read` capability.",
-        "responses": {**ok("The chat.", "Chat"), **error_responses(401, 403, 404, 500, 503)},
+        "parameters": [IF_NONE_MATCH],
+        "responses": {**ok("The chat.", "Chat", etag=True), **NOT_MODIFIED,
+                      **error_responses(401, 403, 404, 500, 503)},
     },
     "patch": {
         "operationId": "updateChat",
@@ -87,9 +103,10 @@ CHAT_OPERATIONS = {
         "description": ("Changes only the fields sent. `unmute: true` clears the mute and beats `mutedUntil`. "
                         "Archiving unpins; at most MAX_PINNED_CHATS (3) chats of a session are pinned. "
                         "Needs the `send` capability."),
+        "parameters": [IF_MATCH],
         "requestBody": {"required": True, "content": {"application/json": {"schema": "ChatPatch"}}},
-        "responses": {**ok("The chat as stored after the change.", "Chat"),
-                      **error_responses(401, 403, 404, 413, 422, 500, 503)},
+        "responses": {**ok("The chat as stored after the change.", "Chat", etag=True),
+                      **error_responses(401, 403, 404, 412, 413, 422, 500, 503)},
     },
 }
 LIST_OPERATIONS = {
@@ -99,8 +116,8 @@ LIST_OPERATIONS = {
         "description": ("A page of the session's chats in display order: pinned first, then newest message "
                         "first, chats with no message last, ties by id descending. Send `nextCursor` back as "
                         "`cursor` for the next page; null means no more. Needs the `read` capability."),
-        "parameters": [{"in": "query", "schema": ChatListQuerySchema}],
-        "responses": {**with_links(ok("A page of chats.", "ChatPage"), PAGE_LINKS),
+        "parameters": [{"in": "query", "schema": ChatListQuerySchema}, IF_NONE_MATCH],
+        "responses": {**with_links(ok("A page of chats.", "ChatPage", etag=True), PAGE_LINKS), **NOT_MODIFIED,
                       **error_responses(401, 403, 404, 422, 500, 503)},
     },
 }
@@ -124,8 +141,8 @@ CHANGES_OPERATIONS = {
         "description": ("The session's chats in change order after `since`: each chat as stored now, or a "
                         "tombstone. From nothing it is a full sync; follow `nextSince` to stay current. "
                         "Needs the `read` capability."),
-        "parameters": [{"in": "query", "schema": ChangesQuerySchema}],
-        "responses": {**with_links(ok("A page of changes.", "ChangesPage"), FEED_LINKS),
+        "parameters": [{"in": "query", "schema": ChangesQuerySchema}, IF_NONE_MATCH],
+        "responses": {**with_links(ok("A page of changes.", "ChangesPage", etag=True), FEED_LINKS), **NOT_MODIFIED,
                       **error_responses(401, 403, 404, 410, 422, 500, 503)},
     },
 }
@@ -156,6 +173,9 @@ def build_openapi():
     spec.path("/readyz", operations={"get": {
         "operationId": "ready", "summary": "The database answers", "security": [],
         "responses": {**ok("Ready.", STATUS_SCHEMA), **error_responses(503)}}})
+    spec.path("/docs", operations={"get": {
+        "operationId": "docs", "summary": "This document, rendered for people (Swagger UI)", "security": [],
+        "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}})
     spec.path("/openapi.json", operations={"get": {
         "operationId": "openapi", "summary": "This document", "security": [],
         "responses": ok("The OpenAPI 3.1 document.", {"type": "object"})}})

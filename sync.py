@@ -11,6 +11,7 @@ from auth import requires
 from chats import dump_chat
 from cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
+from etags import json_response
 from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
                     signing_key, single_valued)
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, SyncSchema
@@ -67,8 +68,8 @@ def list_changes(sid):
         position = row["change_seq"]
         if changed_by is None or row["changed_by"] == changed_by:
             picked.append(row)
-    return {"data": [change(row) for row in picked], "nextSince": encode_since(signing_key(), session_id, position),
-            "hasMore": len(rows) > read}
+    return json_response({"data": [change(row) for row in picked],
+                          "nextSince": encode_since(signing_key(), session_id, position), "hasMore": len(rows) > read})
 
 
 def since_position(session_id, since):

@@ -2,11 +2,12 @@
 from openapi_spec_validator import validate
 
 OPERATIONS = {
-    ("/api/v1/sessions/{sid}/chats/{cid}", "get"): {"200", "401", "403", "404", "500", "503"},
-    ("/api/v1/sessions/{sid}/chats/{cid}", "patch"): {"200", "401", "403", "404", "413", "422", "500", "503"},
-    ("/api/v1/sessions/{sid}/chats", "get"): {"200", "401", "403", "404", "422", "500", "503"},
+    ("/api/v1/sessions/{sid}/chats/{cid}", "get"): {"200", "304", "401", "403", "404", "500", "503"},
+    ("/api/v1/sessions/{sid}/chats/{cid}", "patch"): {"200", "401", "403", "404", "412", "413", "422", "500", "503"},
+    ("/api/v1/sessions/{sid}/chats", "get"): {"200", "304", "401", "403", "404", "422", "500", "503"},
     ("/api/v1/sessions/{sid}/sync", "post"): {"200", "401", "403", "404", "413", "422", "500", "503"},
-    ("/api/v1/sessions/{sid}/changes", "get"): {"200", "401", "403", "404", "410", "422", "500", "503"},
+    ("/api/v1/sessions/{sid}/changes", "get"): {"200", "304", "401", "403", "404", "410", "422", "500", "503"},
+    ("/docs", "get"): {"200"},
     ("/healthz", "get"): {"200"},
     ("/readyz", "get"): {"200", "503"},
     ("/openapi.json", "get"): {"200"},
@@ -46,6 +47,6 @@ def test_list_parameters_come_from_the_query_schema(client):
     document = client.get("/openapi.json").get_json()
     parameters = {parameter["name"]: parameter
                   for parameter in document["paths"]["/api/v1/sessions/{sid}/chats"]["get"]["parameters"]}
-    assert set(parameters) == {"limit", "cursor", "archived", "pinned", "type"}
+    assert set(parameters) == {"limit", "cursor", "archived", "pinned", "type", "If-None-Match"}
     assert parameters["type"]["schema"]["enum"] == ["dm", "group", "broadcast", "newsletter"]
     assert parameters["archived"]["schema"]["type"] == "boolean"
