@@ -1,9 +1,7 @@
 """Against a real gunicorn with 4 workers: concurrent writes, the pin limit, revocation."""
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,45 +10,19 @@ import pytest
 import requests
 
 import models
-from conftest import SESSION_ID, add_chats, connected, stored, app_environ
+from conftest import SESSION_ID, add_chats, app_environ, connected, stored
+from serving import Gunicorn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 WORKERS = 4
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def gunicorn(database_url, identity_provider, tmp_path_factory):
     """gunicorn serving app:app on the test database, for this module's tests; yields its base URL."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", "w+")
-    environ = app_environ(database_url, identity_provider)
-    process = subprocess.Popen(
-        [GUNICORN, "app:app", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS)],
-        cwd=ROOT, env={**os.environ, **environ}, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            log.seek(0)
-            pytest.fail("gunicorn did not start:\n" + log.read())
-        time.sleep(0.1)
-    yield base, process
-    process.terminate()
-    process.wait(timeout=20)
-    log.seek(0)
-    served_log = log.read()
+    served = Gunicorn(app_environ(database_url, identity_provider),
+                      tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", workers=WORKERS)
+    yield served.base, served.process
+    served_log = served.stop()
     assert "Traceback" not in served_log
     # API keys start csk_, JWTs eyJ: neither may reach the server's log.
     assert "csk_" not in served_log and "eyJ" not in served_log

@@ -1,0 +1,57 @@
+"""gunicorn as the Procfile runs it, for tests that go over real HTTP."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """`gunicorn app:app --config gunicorn.conf.py` on a free loopback port, with the given environment."""
+
+    def __init__(self, environ, log_path, workers=4, port=None):
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.log = open(log_path, "w+")
+        env = {**os.environ, **environ, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
+        self.process = subprocess.Popen([GUNICORN, "app:app", "--config", "gunicorn.conf.py",
+                                         "--bind", f"127.0.0.1:{self.port}"],
+                                        cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_until_up()
+
+    def wait_until_up(self, seconds=30):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("gunicorn did not start:\n" + self.read_log())
+            time.sleep(0.1)
+
+    def read_log(self):
+        self.log.flush()
+        with open(self.log_path) as log:
+            return log.read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=40)
+        text = self.read_log()
+        self.log.close()
+        return text
