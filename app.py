@@ -7,6 +7,7 @@ from flask import Flask, current_app
 import chats
 import cli
 import docs
+import metrics
 import models
 import sync
 from auth import VerifiedTokenCache
@@ -16,6 +17,7 @@ from errors import error_response, register_error_handlers
 from jwks import JwksCache
 from logs import configure_logging, log_request, start_timer
 from openapi import build_openapi
+from request_ids import echo_request_id, keep_or_make_request_id
 
 log = logging.getLogger("chatstore")
 
@@ -30,7 +32,7 @@ def create_app(environ=None):
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     configure_logging(config.log_level, config.log_format)
-    models.bind_database(config.database_url)
+    models.bind_database(config.database_url, config.db_pool_size)
     if config.jwks_url:
         app.extensions["jwks"] = JwksCache(config.jwks_url, config.jwks_timeout_seconds,
                                            config.jwks_cache_seconds, config.jwks_min_refetch_seconds)
@@ -40,12 +42,17 @@ def create_app(environ=None):
     app.register_blueprint(sync.bp)
     app.teardown_request(close_database)
     app.before_request(start_timer)
+    app.before_request(keep_or_make_request_id)
+    # after_request hooks run last-registered first: log (and time) the response, then count it.
+    app.after_request(metrics.observe_request)
+    app.after_request(echo_request_id)
     app.after_request(log_request)
     register_error_handlers(app)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/readyz", view_func=readyz)
     app.extensions["openapi"] = build_openapi()
     app.add_url_rule("/openapi.json", view_func=openapi_document)
+    app.add_url_rule("/metrics", view_func=metrics.serve_metrics)
     app.register_blueprint(docs.bp)
     enable_cors(app, config.cors_origins)  # last: it reads every route's methods
     cli.register(app)

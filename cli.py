@@ -108,7 +108,8 @@ def _capabilities(text):
 def issue_api_key(org_id, capabilities, name):
     """Store a new key's digest and return the key itself, which is never stored."""
     key = new_api_key()
-    models.ApiKey.create(org=org_id, name=name, digest=api_key_digest(key), capabilities=capabilities)
+    with models.database.atomic():
+        models.ApiKey.create(org=org_id, name=name, digest=api_key_digest(key), capabilities=capabilities)
     return key
 
 
@@ -147,8 +148,9 @@ def revoke_api_key(key_id):
         key = models.ApiKey.get_or_none(models.ApiKey.id == key_id)
         if key is None:
             raise click.ClickException(f"no API key {key_id}")
-        (models.ApiKey.update(revoked_at=models.now_utc())
-         .where(models.ApiKey.id == key_id, models.ApiKey.revoked_at.is_null()).execute())
+        with models.database.atomic():
+            (models.ApiKey.update(revoked_at=models.now_utc())
+             .where(models.ApiKey.id == key_id, models.ApiKey.revoked_at.is_null()).execute())
 
 
 def chat_rows(lines):

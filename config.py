@@ -57,6 +57,7 @@ class Config:
     tombstone_retention_days: int = 30
     cors_origins: tuple = ()
     metrics_token: str | None = None
+    db_pool_size: int = 10
 
 
 def _optional(environ, name):
@@ -74,6 +75,13 @@ def _non_negative_int(environ, name, default):
         raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
     if value < 0:
         raise ConfigError(name, f"must not be negative, got {value}")
+    return value
+
+
+def _positive_int(environ, name, default):
+    value = _non_negative_int(environ, name, default)
+    if value == 0:
+        raise ConfigError(name, "must be at least 1")
     return value
 
 
@@ -193,4 +201,5 @@ def load_config(environ=None):
                                                    Config.tombstone_retention_days),
         cors_origins=_cors_origins(environ),
         metrics_token=_optional(environ, "METRICS_TOKEN"),
+        db_pool_size=_positive_int(environ, "DB_POOL_SIZE", Config.db_pool_size),
     )

@@ -6,7 +6,7 @@ an error body.
 """
 import logging
 
-from flask import jsonify
+from flask import g, jsonify
 from peewee import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -73,6 +73,7 @@ def handle_http_exception(error):
 
 
 def handle_database_down(error):
+    g.database_error = type(error).__name__  # counted with the request (metrics.observe_request)
     log.warning("database unavailable: %s", type(error).__name__)
     return error_response(503, "unavailable", "the database is not answering; try again shortly")
 

@@ -1,9 +1,31 @@
-"""gunicorn settings, read from the environment (gunicorn loads this file from the working directory)."""
+"""gunicorn settings, read from the environment (gunicorn loads this file from the working directory).
+
+Workers are gevent's: each connection is a greenlet, so a thousand clients that send nothing, or trickle
+their request a byte at a time, cost a little memory each instead of holding a worker (with the default
+sync workers, four such clients stalled `make run`'s four workers until the 30 s timeout). The app is
+loaded once in the master (preload), so the standard library is patched here, before anything imports it,
+and psycopg2 is made to wait cooperatively too (psycogreen).
+"""
 import os
 
+WORKER_CLASS = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if WORKER_CLASS == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+import shutil  # noqa: E402  (after the patching above)
+import tempfile  # noqa: E402
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = WORKER_CLASS
 # WEB_CONCURRENCY is gunicorn's own variable for the worker count; 2 per core is its usual advice.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+# Open connections per worker, idle ones included; the database pool is bounded separately (DB_POOL_SIZE).
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # Load the app once in the master: a bad setting then stops start-up with one line and a non-zero
 # exit, instead of every worker failing in turn. The app opens no connection at import, so the
 # forked workers share none.
@@ -11,8 +33,26 @@ preload_app = True
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# The app logs one line per request itself (method, path, status, ms, auth kind, org); gunicorn's
-# access log is off unless asked for, e.g. GUNICORN_ACCESS_LOG=- for standard output.
+# The app logs one line per request itself (method, path, status, ms, auth kind, org, request id);
+# gunicorn's access log is off unless asked for, e.g. GUNICORN_ACCESS_LOG=- for standard output.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# /metrics adds up every worker's counts through prometheus_client's multiprocess mode: each worker
+# writes its own files in this directory. It must be set before the app (and prometheus_client) is
+# imported, and emptied at start, or a restart would add the counts of workers long gone.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatstore-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

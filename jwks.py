@@ -16,6 +16,8 @@ import time
 
 import requests
 
+from metrics import JWKS_FETCHES
+
 log = logging.getLogger("chatstore.jwks")
 
 
@@ -66,9 +68,11 @@ class JwksCache:
             response.raise_for_status()
             keys = signing_keys(response.json())
         except (requests.RequestException, ValueError) as error:
+            JWKS_FETCHES.labels("failed").inc()
             log.warning("JWKS fetch failed (%s); keeping %s cached keys", type(error).__name__,
                         "no" if self.keys is None else len(self.keys))
             return
+        JWKS_FETCHES.labels("ok").inc()
         self.keys, self.fetched_at = keys, self.clock()
 
 

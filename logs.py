@@ -43,14 +43,17 @@ def start_timer():
 def log_request(response):
     """One line per request; the caller is named by kind and org, never by token."""
     caller = g.get("caller")
+    g.elapsed_seconds = time.perf_counter() - g.get("started", time.perf_counter())
     fields = {
         "method": request.method,
         "path": request.path,
         "status": response.status_code,
-        "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+        "ms": round(g.elapsed_seconds * 1000, 1),
         "auth": caller.kind if caller else None,
         "org": caller.org_id if caller else None,
+        "request_id": g.get("request_id"),
     }
-    request_log.info("%s %s %d %.1fms auth=%s org=%s", fields["method"], fields["path"], fields["status"],
-                     fields["ms"], fields["auth"] or "-", fields["org"] or "-", extra={"fields": fields})
+    request_log.info("%s %s %d %.1fms auth=%s org=%s request_id=%s", fields["method"], fields["path"],
+                     fields["status"], fields["ms"], fields["auth"] or "-", fields["org"] or "-",
+                     fields["request_id"] or "-", extra={"fields": fields})
     return response

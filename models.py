@@ -4,14 +4,14 @@ The database object is created once and bound late (`bind_database`), so
 importing this module never connects: gunicorn forks its workers after import.
 """
 import datetime
-import functools
 import os
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField,
                     DatabaseProxy, DateTimeField, ForeignKeyField, IntegerField, Model,
-                    TextField)
+                    OperationalError, TextField)
 from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -20,14 +20,17 @@ database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Chats with no message sort after every real timestamp (newest first).
 NO_MESSAGE_SORT_AT = -(2 ** 63)
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 5000   # how long a write waits for another's, in all
+SQLITE_BUSY_SLICE_MS = 20       # how long SQLite itself blocks at a time (see CooperativeSqliteDatabase)
+DEFAULT_POOL_SIZE = 10          # connections per worker process (DB_POOL_SIZE)
+POOL_WAIT_SECONDS = 10          # how long a request waits for a free one before failing with 503
 CURSOR_SECRET_SETTING = "cursor_secret"
 
 
-def bind_database(url):
+def bind_database(url, pool_size=DEFAULT_POOL_SIZE):
     """Bind the models to the database the URL names; one pool per URL per process."""
     if url not in _pools:
-        _pools[url] = _pooled_database(url)
+        _pools[url] = _pooled_database(url, pool_size)
     database.initialize(_pools[url])
     return _pools[url]
 
@@ -35,19 +38,21 @@ def bind_database(url):
 _pools = {}
 
 
-def _pooled_database(url):
-    # No connection is opened here; each worker process opens its own on first use.
+def _pooled_database(url, pool_size):
+    # No connection is opened here; each worker process opens its own on first use. A request
+    # beyond pool_size waits for a free connection (POOL_WAIT_SECONDS), so a worker holding a
+    # thousand greenlets never opens a thousand database connections.
     parts = urlsplit(url)
-    common = {"autoconnect": False, "max_connections": None, "stale_timeout": 300}
+    common = {"autoconnect": False, "max_connections": pool_size, "timeout": POOL_WAIT_SECONDS,
+              "stale_timeout": 300}
     if parts.scheme == "sqlite":
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        return PooledSqliteDatabase(
+        return CooperativeSqliteDatabase(
             path or "chatstore.db",
             pragmas={"journal_mode": "wal", "foreign_keys": 1,
-                     "busy_timeout": SQLITE_BUSY_TIMEOUT_MS, "synchronous": "normal"},
-            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                     "busy_timeout": SQLITE_BUSY_SLICE_MS, "synchronous": "normal"},
             # Every write transaction takes the write lock up front, so two
-            # writers queue on the busy timeout instead of deadlocking on upgrade.
+            # writers queue instead of deadlocking on upgrade.
             lock_type="IMMEDIATE",
             check_same_thread=False,
             **common)
@@ -56,13 +61,37 @@ def _pooled_database(url):
                                     connect_timeout=3, **common)
 
 
+class CooperativeSqliteDatabase(PooledSqliteDatabase):
+    """SQLite whose write transactions wait for the write lock in short slices, sleeping in between.
+
+    SQLite's own busy handler sleeps inside C, where gevent can't switch: one
+    request waiting out another process's write (a long import, say) would stall
+    every request of its worker. Here SQLite waits at most SQLITE_BUSY_SLICE_MS at
+    a time and `time.sleep` (gevent's, under gunicorn) lets the others run, up to
+    SQLITE_BUSY_TIMEOUT_MS in all. WAL readers never wait for writers.
+    """
+
+    def begin(self, lock_type=None):
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        pause = 0.002
+        while True:
+            try:
+                return super().begin(lock_type)
+            except OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def migrate():
     """Create or upgrade the schema and the stored cursor secret; safe to repeat."""
     with database.connection_context():
         Runner(database.obj, MIGRATIONS_DIR).up()
         # The first host to get here wins; the others keep its secret.
-        (Setting.insert(name=CURSOR_SECRET_SETTING, value=secrets.token_hex(32))
-         .on_conflict_ignore().execute())
+        with database.atomic():
+            (Setting.insert(name=CURSOR_SECRET_SETTING, value=secrets.token_hex(32))
+             .on_conflict_ignore().execute())
 
 
 def now_utc():
@@ -157,10 +186,11 @@ def find_api_key(digest):
 def touch_api_key(key_id, now, min_interval):
     """Record a use, unless one was recorded less than min_interval ago."""
     stale_before = now - min_interval
-    (ApiKey.update(last_used_at=now)
-     .where(ApiKey.id == key_id,
-            ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < stale_before))
-     .execute())
+    with database.atomic():  # a transaction, so SQLite's write lock is waited for cooperatively
+        (ApiKey.update(last_used_at=now)
+         .where(ApiKey.id == key_id,
+                ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < stale_before))
+         .execute())
 
 
 # --- chats -----------------------------------------------------------------

@@ -23,9 +23,11 @@ CHAT_PARAMETER = {
                "pattern": "^[^@/\\s%]+(@|%40)(s\\.whatsapp\\.net|lid|g\\.us|broadcast|newsletter)$"},
 }
 ERROR_DESCRIPTIONS = {
-    401: "No token, another scheme, or a token that is neither a valid login JWT nor a live API key.",
+    401: "No token, another scheme, or a token that is neither a valid login JWT nor a live API key "
+         "(for /metrics: not the METRICS_TOKEN).",
     403: "The caller lacks the capability the operation needs; decided before any lookup.",
-    404: "The session does not exist or belongs to another organization, or the chat is not stored.",
+    404: "The session does not exist or belongs to another organization, or the chat is not stored "
+         "(for /metrics: no METRICS_TOKEN is set).",
     405: "The method is not allowed on this path; see the Allow header.",
     410: "The since token is older than the newest purged tombstone; start again without since.",
     412: "If-Match does not name the chat's current ETag: it changed since it was read. Nothing was written.",
@@ -158,6 +160,8 @@ def build_openapi():
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A login JWT from the identity provider, or an API key (csk_…) from create-api-key."})
+    spec.components.security_scheme("metricsToken", {
+        "type": "http", "scheme": "bearer", "description": "The operator's METRICS_TOKEN, for /metrics only."})
     for name, schema in (("Chat", ChatSchema), ("ChatPage", ChatPageSchema), ("ChatPatch", ChatPatchSchema),
                          ("Sync", SyncSchema), ("SyncResult", SyncResultSchema), ("Change", ChangeSchema),
                          ("ChangesPage", ChangesPageSchema), ("Error", ErrorSchema)):
@@ -173,6 +177,13 @@ def build_openapi():
     spec.path("/readyz", operations={"get": {
         "operationId": "ready", "summary": "The database answers", "security": [],
         "responses": {**ok("Ready.", STATUS_SCHEMA), **error_responses(503)}}})
+    spec.path("/metrics", operations={"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics of all workers (when METRICS_TOKEN is set)",
+        "description": "Send `Authorization: Bearer <METRICS_TOKEN>`. 404 when the operator set no METRICS_TOKEN.",
+        "security": [{"metricsToken": []}],
+        "responses": {"200": {"description": "Prometheus text format.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **error_responses(401, 404)}}})
     spec.path("/docs", operations={"get": {
         "operationId": "docs", "summary": "This document, rendered for people (Swagger UI)", "security": [],
         "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}})

@@ -139,6 +139,8 @@ def test_capability_is_checked_before_any_lookup(client, tokens, chat, method, u
     ("PATCH", lambda sid: chat_url(sid, JID)),
 ])
 def test_another_orgs_session_answers_exactly_like_a_missing_one(client, headers, chat, method, path_of):
+    # The same request id on both, so every header but none can differ.
+    headers = {**headers, "X-Request-ID": "same-for-both"}
     other = client.open(path_of(OTHER_SESSION_ID), method=method, json={"archived": True}, headers=headers)
     missing = client.open(path_of(MISSING_SESSION_ID), method=method, json={"archived": True}, headers=headers)
     assert other.status_code == missing.status_code == 404

@@ -3,6 +3,7 @@ import base64
 import json
 import random
 
+import peewee
 import pytest
 
 import models
@@ -272,7 +273,7 @@ def _plan(sql, params):
 
 
 def _is_sqlite():
-    return models.database.obj.__class__.__name__.startswith("PooledSqlite")
+    return isinstance(models.database.obj, peewee.SqliteDatabase)
 
 
 def test_deep_page_walks_the_display_index_without_scan_or_sort(app, orgs):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import peewee
 import pytest
 
 import models
@@ -16,11 +17,12 @@ GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 
 
 def test_one_text_line_per_request(make_app, headers, orgs, capfd):
-    make_app().test_client().get(chat_url(SESSION_ID), headers=headers)
+    make_app().test_client().get(chat_url(SESSION_ID), headers={**headers, "X-Request-ID": "req-42.a_b"})
     lines = [line for line in capfd.readouterr().err.splitlines() if "chatstore.request" in line]
     assert len(lines) == 1
     assert f"GET /api/v1/sessions/{SESSION_ID}/chats 200 " in lines[0]
-    assert lines[0].endswith(" org=acme") and (" auth=api_key " in lines[0] or " auth=jwt " in lines[0])
+    assert lines[0].endswith(" org=acme request_id=req-42.a_b")
+    assert " auth=api_key " in lines[0] or " auth=jwt " in lines[0]
 
 
 def test_json_log_lines_carry_the_request_fields(make_app, keys, orgs, capfd):
@@ -59,7 +61,7 @@ def test_gunicorn_refuses_bad_configuration_with_one_line(variable, value, messa
 
 
 def _is_sqlite():
-    return models.database.obj.__class__.__name__.startswith("PooledSqlite")
+    return isinstance(models.database.obj, peewee.SqliteDatabase)
 
 
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),

@@ -1,0 +1,60 @@
+"""Prometheus metrics at GET /metrics: requests, latency, database errors, JWKS fetches.
+
+Under gunicorn every worker writes its values to PROMETHEUS_MULTIPROC_DIR
+(gunicorn.conf.py sets and empties it), and a scrape adds up all workers'
+files; elsewhere (flask commands, tests) the process's own registry is served.
+Labels are route templates, methods, statuses and outcome names — never a raw
+path, a token or an org — so nobody's secret reaches a metric and the series
+stay few.
+"""
+import hmac
+import os
+
+from flask import Response, current_app, g, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
+                               generate_latest, multiprocess)
+
+from errors import ApiError, not_found
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+REQUESTS = Counter("chatstore_http_requests_total", "Requests answered, by route template, method and status.",
+                   ["route", "method", "status"])
+LATENCY = Histogram("chatstore_http_request_duration_seconds", "Time to answer a request, by route template.",
+                    ["route", "method"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+DATABASE_ERRORS = Counter("chatstore_database_errors_total",
+                          "Requests that failed because the database did not answer, by error class.", ["error"])
+JWKS_FETCHES = Counter("chatstore_jwks_fetches_total", "Fetches of the identity provider's JWKS, by outcome.",
+                       ["outcome"])
+
+
+def observe_request(response):
+    """Count the answered request by its route template (never the raw path) and time it."""
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    method = request.method if request.method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    if "database_error" in g:
+        DATABASE_ERRORS.labels(g.database_error).inc()
+    if "started" in g:
+        LATENCY.labels(route, method).observe(g.elapsed_seconds)
+    return response
+
+
+def serve_metrics():
+    """All workers' metrics, to a caller that sends METRICS_TOKEN as its bearer token."""
+    token = current_app.config["CHATSTORE"].metrics_token
+    if token is None:
+        raise not_found("no such resource")
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        raise ApiError(401, "send the metrics token: Authorization: Bearer <METRICS_TOKEN>",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _registry():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
