@@ -41,6 +41,12 @@ bench: install-dev
 soak: install-dev
 	$(BIN)/python bench/soak.py
 
+# Slow and idle clients, and a 200-connection keep-alive mixed load, against the Procfile's gunicorn.
+.PHONY: hostile
+hostile: install-dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/hostile.py
+
 .PHONY: fuzz
 FUZZ_SECONDS ?= 180
 fuzz: install-dev

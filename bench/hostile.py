@@ -1,0 +1,162 @@
+"""make hostile: Chatstore served as the Procfile serves it, under slow clients and a mixed keep-alive load.
+
+1. Slow clients: 500 connections that send nothing and 500 that trickle a request a byte every 50 ms stay
+   open while 50 normal GETs (each on a new connection) are timed: p50, p99, max, failures. The same is tried
+   with gunicorn's default sync workers, for comparison (a few GETs, 3 s timeout each).
+2. Mixed load: wrk with 200 keep-alive connections for 20 s, GET one chat / list page / changes page /
+   PATCH in a 5:2:2:1 mix (bench/mixed.lua): requests per second, p50, p99, errors.
+
+    python bench/hostile.py [--backends sqlite,postgresql] [--seconds 20]
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+
+from run import Served, drive, flask_command  # noqa: E402
+
+SESSION_ID = "01JH0ST000000000000000000A"
+JID = "6281200000100@s.whatsapp.net"
+SLOW_IDLE, SLOW_TRICKLING, NORMAL_GETS = 500, 500, 50
+
+
+def seed(env):
+    flask_command(env, "init-db")
+    flask_command(env, "create-org", "hostile", "--id", "hostile")
+    flask_command(env, "create-session", "hostile", "--id", SESSION_ID)
+    lines = [json.dumps({"jid": f"62812{n:08d}@s.whatsapp.net", "name": f"Chat {n}",
+                         "lastMessageAt": 1_700_000_000_000 + n}) + "\n" for n in range(1000)]
+    flask_command(env, "import-chats", SESSION_ID, "-", stdin_lines=lines)
+    return flask_command(env, "create-api-key", "hostile", "--capabilities", "read,send")
+
+
+class SlowClients:
+    """Idle connections, and connections trickling a request a byte at a time."""
+
+    REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 2000 + b"\r\n\r\n"
+
+    def __init__(self, port, idle, trickling):
+        self.sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle + trickling)]
+        self.trickling = self.sockets[idle:]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        sent = 0
+        while not self.stop.wait(0.05) and sent < len(self.REQUEST) - 1:
+            for sock in self.trickling:
+                try:
+                    sock.send(self.REQUEST[sent:sent + 1])
+                except OSError:
+                    pass
+            sent += 1
+
+    def still_open(self):
+        """How many of the slow connections the server has not closed."""
+        open_count = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            try:
+                open_count += sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                open_count += 1
+            except OSError:
+                pass
+        return open_count
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+def timed_gets(url, key, count, timeout):
+    """(latencies in ms of the answered ones, failures)."""
+    latencies, failures = [], 0
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            ok = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout).status_code == 200
+        except requests.RequestException:
+            ok = False
+        if ok:
+            latencies.append((time.perf_counter() - started) * 1000)
+        else:
+            failures += 1
+    return latencies, failures
+
+
+def slow_client_run(env, key, worker_class, gets, timeout):
+    served = Served("app:app", {**env, "GUNICORN_WORKER_CLASS": worker_class})
+    slow = SlowClients(served.port, SLOW_IDLE, SLOW_TRICKLING)
+    try:
+        time.sleep(1)
+        latencies, failures = timed_gets(f"{served.base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", key, gets,
+                                         timeout)
+        still_open = slow.still_open()
+    finally:
+        slow.close()
+        served.stop()
+    return latencies, failures, still_open
+
+
+def percentile(values, fraction):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def bench_backend(backend, url, seconds):
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "4",
+           "SECRET_KEY": "hostile-bench"}
+    key = seed(env)
+    print(f"\n### {backend}\n")
+    latencies, failures, still_open = slow_client_run(env, key, "gevent", NORMAL_GETS, 10)
+    print(f"slow clients ({SLOW_IDLE} idle + {SLOW_TRICKLING} trickling, {still_open} still open at the end), "
+          f"{NORMAL_GETS} GETs, gevent workers: p50 {statistics.median(latencies):.1f} ms, "
+          f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms, failures {failures}")
+    latencies, failures, _ = slow_client_run(env, key, "sync", 3, 3)
+    print(f"the same with gunicorn's sync workers: 3 GETs, {failures} timed out after 3 s"
+          + (f", answered ones {', '.join(f'{value:.0f}' for value in latencies)} ms" if latencies else ""))
+    served = Served("app:app", env)
+    try:
+        rps, p50, p99, errors = drive(f"{served.base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", key, seconds,
+                                      200, "mixed.lua")
+    finally:
+        served.stop()
+    print(f"mixed load, 200 keep-alive connections, {seconds} s (GET one 5 : list 2 : changes 2 : PATCH 1): "
+          f"{rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, non-2xx {errors}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    for backend in args.backends.split(","):
+        if backend == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp(prefix='chatstore-hostile-')}/hostile.db"
+        else:
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "chatstore_hostile"],
+                           check=True)
+            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "chatstore_hostile"], check=True)
+            url = "postgresql://postgres@127.0.0.1:5432/chatstore_hostile"
+        bench_backend(backend, url, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
