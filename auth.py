@@ -21,6 +21,7 @@ from flask import current_app, g, request
 import models
 from errors import ApiError
 from jwks import JwksUnavailable
+from reads import Owner
 
 API_KEY_PREFIX = "csk_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -34,9 +35,14 @@ LAST_USED_INTERVAL = datetime.timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class Caller:
-    kind: str            # "api_key" or "jwt"
-    org_id: str
+    kind: str                     # "api_key" or "jwt"
+    org_id: str | None            # None for an API key not looked up yet (see accept_key)
     capabilities: frozenset
+    key_digest: str | None = None
+
+    @property
+    def pending(self):
+        return self.org_id is None
 
 
 def unauthorized(message, token_present=True):
@@ -76,18 +82,27 @@ def is_well_formed_api_key(token):
     return secrets.compare_digest(_checksum(body), checksum)
 
 
-def resolve_api_key(token):
+def pending_api_key(token):
+    """A well-formed key, to be looked up with the request's first read (reads.py); malformed ones stop here."""
     if not is_well_formed_api_key(token):
         raise unauthorized("API key is malformed (bad length, characters or checksum)")
-    key = models.find_api_key(api_key_digest(token))
-    if key is None:
+    return Caller("api_key", None, frozenset(), key_digest=api_key_digest(token))
+
+
+def accept_key(row, capability):
+    """The caller a looked-up key row makes (401 unknown or revoked, 403 without the capability); its use recorded."""
+    if row is None or row["key_id"] is None:
         raise unauthorized("unknown API key")
-    if key["revoked"]:
+    if row["key_revoked"]:
         raise unauthorized("API key has been revoked")
     now = models.now_utc()
-    if last_use_is_stale(key["last_used_at"], now):
-        models.touch_api_key(key["id"], now, LAST_USED_INTERVAL)
-    return Caller("api_key", key["org_id"], frozenset(filter(None, key["capabilities"].split(","))))
+    if last_use_is_stale(row["key_last_used_at"], now):
+        models.touch_api_key(row["key_id"], now, LAST_USED_INTERVAL)
+    caller = Caller("api_key", row["key_org_id"], frozenset(filter(None, row["key_capabilities"].split(","))))
+    g.caller = caller
+    if capability not in caller.capabilities:
+        raise forbidden(capability)
+    return caller
 
 
 def last_use_is_stale(last_used_at, now):
@@ -244,20 +259,57 @@ def bearer_token():
 def authenticate():
     token = bearer_token()
     if token.startswith(API_KEY_PREFIX):
-        return resolve_api_key(token)
+        return pending_api_key(token)
     if JWT_PATTERN.fullmatch(token):
         return resolve_jwt(token)
     raise unauthorized("token is neither a login JWT nor a Chatstore API key")
 
 
+def forbidden(capability):
+    return ApiError(403, f"this token lacks the {capability!r} capability")
+
+
 def requires(capability):
-    """Authenticate, then check the capability, before the view looks anything up."""
+    """Authenticate, then check the capability, before the view looks anything up.
+
+    A login JWT is checked here. An API key is looked up by the view's first
+    read, in the same statement as the data (reads.py), whose SQL itself only
+    reaches a session for a live key holding the capability; the view hands
+    the key's row to `accept_read`. Whatever the view raises, a pending key is
+    settled first, so its 401 or 403 still comes before a 404 or a 422.
+    """
     def decorator(view):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            g.caller = authenticate()
-            if capability not in g.caller.capabilities:
-                raise ApiError(403, f"this token lacks the {capability!r} capability")
-            return view(*args, **kwargs)
+            g.caller, g.capability = authenticate(), capability
+            if not g.caller.pending and capability not in g.caller.capabilities:
+                raise forbidden(capability)
+            try:
+                response = view(*args, **kwargs)
+            except ApiError:
+                settle_pending_key()
+                raise
+            settle_pending_key()
+            return response
         return guarded
     return decorator
+
+
+def read_owner():
+    """Whose sessions this request's reads may see (reads.Owner)."""
+    caller = g.caller
+    if caller.pending:
+        return Owner(key_digest=caller.key_digest, capability=g.capability)
+    return Owner(org_id=caller.org_id)
+
+
+def accept_read(head):
+    """After a hot read: settle a pending API key from the read's head (401, 403). A JWT caller is settled already."""
+    if g.caller.pending:
+        accept_key(head, g.capability)
+
+
+def settle_pending_key():
+    """Look up a key no read has settled (the view stopped before reading, or read nothing)."""
+    if g.caller.pending:
+        accept_key(models.find_api_key(g.caller.key_digest), g.capability)

@@ -1,9 +1,9 @@
 """The chats blueprint: three thin views, each auth -> schema -> model -> schema."""
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, request
 
-import models
+import reads
 import writes
-from auth import requires
+from auth import accept_read, read_owner, requires
 from cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
 from etags import check_if_match, json_response
@@ -23,12 +23,13 @@ bp.before_request(connect_database)
 
 def stored_chat_or_404(sid, cid):
     session_id = session_id_or_404(sid)
-    session_found, chat = models.find_chat(session_id, g.caller.org_id, cid)
-    if not session_found:
+    found = reads.find_chat(read_owner(), session_id, cid)
+    accept_read(found.head)
+    if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
-    if chat is None or chat_type(cid) is None:
+    if not found.rows or chat_type(cid) is None:
         raise not_found(CHAT_NOT_FOUND)
-    return chat
+    return found.rows[0]
 
 
 @bp.get("/<path:cid>")
@@ -48,17 +49,20 @@ def list_chats(sid):
         filters, after = page_position(session_id, query)
     except ApiError:
         # 404 comes before 422: a bad query on a session that isn't the caller's is not found.
-        # Checked only here, so a good query costs the one page query alone.
-        if not models.session_is_owned(session_id, g.caller.org_id):
+        # Checked only here, so a good query costs the one page read alone.
+        head = reads.session_state(read_owner(), session_id)
+        accept_read(head)
+        if head["owned_session"] is None:
             raise not_found(SESSION_NOT_FOUND) from None
         raise
-    rows = models.list_chats(session_id, g.caller.org_id, filters, after, query["limit"] + 1)
-    if rows is None:
+    found = reads.list_chats(read_owner(), session_id, filters, after, query["limit"] + 1)
+    accept_read(found.head)
+    if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
-    page, more = rows[:query["limit"]], len(rows) > query["limit"]
+    page, more = found.rows[:query["limit"]], len(found.rows) > query["limit"]
     next_cursor = None
     if more:
-        next_cursor = encode_cursor(signing_key(), session_id, models.display_position(page[-1]), filters)
+        next_cursor = encode_cursor(signing_key(), session_id, reads.display_position(page[-1]), filters)
     return json_response({"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor})
 
 

@@ -9,7 +9,11 @@ import datetime
 
 from peewee import fn
 
-from models import CHAT_COLUMNS, ChatTombstone, Session, database, now_utc, select_rows
+import reads
+from models import ChatTombstone, Session, database, now_utc
+from reads import CHAT_COLUMNS, CHAT_FIELDS
+
+CHANGE_FIELDS = CHAT_FIELDS + (("deleted", "INTEGER", None), ("changed_by", "TEXT", None))
 
 # A tombstone's row in a page has the chat's columns, all null but the jid (typed, for PostgreSQL's UNION).
 TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "jid", CAST(NULL AS TEXT) AS "type", '
@@ -17,12 +21,6 @@ TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "
                      'CAST(NULL AS BIGINT) AS "sort_at", CAST(NULL AS INTEGER) AS "unread_count", '
                      'CAST(NULL AS BOOLEAN) AS "archived", CAST(NULL AS BOOLEAN) AS "pinned", '
                      'CAST(NULL AS BIGINT) AS "muted_until", "change_seq"')
-
-
-def session_feed_state(session_id, org_id):
-    """(the session is the org's, the position of its newest purged tombstone)."""
-    rows = select_rows('SELECT "purged_seq" FROM "session" WHERE "id" = {p} AND "org_id" = {p}', [session_id, org_id])
-    return (True, rows[0]["purged_seq"]) if rows else (False, None)
 
 
 # Each arm walks its (session_id, change_seq) index from the position and stops
@@ -36,12 +34,11 @@ CHANGES_SQL = (
     'AS "dead" ORDER BY "change_seq" LIMIT {p}')
 
 
-def changes_after(session_id, position, count):
-    """Up to `count` changes after `position`, in change order: chats as stored now, and tombstones.
-
-    Each row is a chat's columns plus "deleted" and "changed_by".
-    """
-    return select_rows(CHANGES_SQL, changes_params(session_id, position, count))
+def changes_after(owner, session_id, position, count):
+    """The read's head, and up to `count` changes after `position` in change order: chats as stored now, and
+    tombstones, each a chat's columns plus "deleted" and "changed_by". One round trip (reads.read)."""
+    return reads.read(owner, session_id, CHANGES_SQL, changes_params(session_id, position, count), CHANGE_FIELDS,
+                      order_by='"change_seq"')
 
 
 def changes_params(session_id, position, count):

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField,
                     DatabaseProxy, DateTimeField, ForeignKeyField, IntegerField, Model,
-                    OperationalError, TextField)
+                    InterfaceError, OperationalError, TextField)
+import peewee
 from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -38,7 +39,7 @@ def bind_database(url, pool_size=DEFAULT_POOL_SIZE):
 _pools = {}
 
 
-def _pooled_database(url, pool_size):
+def _pooled_database(url, pool_size, **driver_options):
     # No connection is opened here; each worker process opens its own on first use. A request
     # beyond pool_size waits for a free connection (POOL_WAIT_SECONDS), so a worker holding a
     # thousand greenlets never opens a thousand database connections.
@@ -55,10 +56,50 @@ def _pooled_database(url, pool_size):
             # writers queue instead of deadlocking on upgrade.
             lock_type="IMMEDIATE",
             check_same_thread=False,
-            **common)
+            **common, **driver_options)
     # postgres:// (Heroku's spelling) and postgresql:// alike.
-    return PooledPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True),
-                                    connect_timeout=3, **common)
+    return ReconnectingPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True),
+                                          connect_timeout=3, **common, **driver_options)
+
+
+class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
+    """PostgreSQL connections handed out without a ping; a read on a connection the server dropped is retried.
+
+    peewee's pool sends `SELECT 1` on every connection it hands out, a round
+    trip per request for the rare connection a database restart has dropped.
+    Here a connection is handed out as it is, and when a read fails because the
+    server has gone from under it, the pool's idle connections (from before the
+    restart too) are dropped and the read runs once more on a fresh connection.
+    Only a read outside a transaction is retried, so nothing is ever written
+    twice; a write in a request comes after that request's first read, which
+    has already replaced a dropped connection.
+    """
+
+    def _is_closed(self, conn):
+        return conn.closed != 0  # the driver's own flag: no round trip
+
+    def execute_sql(self, sql, params=None):
+        try:
+            return super().execute_sql(sql, params)
+        except (OperationalError, InterfaceError):
+            if not self._dropped_under_a_read(sql):
+                raise
+        self._replace_dropped_connection()
+        return super().execute_sql(sql, params)
+
+    def _replace_dropped_connection(self):
+        # In place, so an open connection_context() (or a request) goes on with the new one.
+        dropped = self._state.conn
+        with self._pool_lock:
+            self._in_use.pop(self.conn_key(dropped), None)
+        self._close_raw(dropped)
+        self.close_idle()  # connections made before the restart are gone too
+        with peewee.__exception_wrapper__:
+            self._state.conn = self._connect()
+
+    def _dropped_under_a_read(self, sql):
+        return (sql.lstrip().upper().startswith("SELECT") and not self.in_transaction()
+                and not self.is_closed() and self.connection().closed != 0)
 
 
 class CooperativeSqliteDatabase(PooledSqliteDatabase):
@@ -177,9 +218,13 @@ def load_cursor_secret():
 # --- API keys ---------------------------------------------------------------
 
 def find_api_key(digest):
-    """The key with this digest as a dict (id, org_id, capabilities, revoked, last_used_at), or None."""
-    rows = select_rows('SELECT "id", "org_id", "capabilities", "revoked_at" IS NOT NULL AS "revoked", "last_used_at" '
-                   'FROM "api_key" WHERE "digest" = {p}', [digest])
+    """The key with this digest (key_id, key_org_id, key_capabilities, key_revoked, key_last_used_at), or None.
+
+    The same columns as the head of a hot read (reads.py), which finds the key along with the data.
+    """
+    rows = select_rows('SELECT "id" AS "key_id", "org_id" AS "key_org_id", "capabilities" AS "key_capabilities", '
+                       '"revoked_at" IS NOT NULL AS "key_revoked", "last_used_at" AS "key_last_used_at" '
+                       'FROM "api_key" WHERE "digest" = {p}', [digest])
     return rows[0] if rows else None
 
 
@@ -193,77 +238,10 @@ def touch_api_key(key_id, now, min_interval):
          .execute())
 
 
-# --- chats -----------------------------------------------------------------
-
-def session_is_owned(session_id, org_id):
-    return Session.select().where(Session.id == session_id, Session.org == org_id).exists()
-
-
-# The hot reads are written as SQL text: peewee's query builder cost more per
-# request than the database's own work (measured with make bench).
-CHAT_COLUMNS = ('"chat"."id", "chat"."session_id" AS "session", "chat"."jid", "chat"."type", "chat"."name", '
-                '"chat"."last_message_at", "chat"."sort_at", "chat"."unread_count", "chat"."archived", '
-                '"chat"."pinned", "chat"."muted_until", "chat"."change_seq"')
-
+# --- helpers -------------------------------------------------------------------
 
 def select_rows(sql, params):
     """Rows as dicts; `{p}` in the SQL stands for the driver's placeholder."""
     cursor = database.execute_sql(sql.format(p=database.obj.param), params)
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def find_chat(session_id, org_id, jid):
-    """One query: (is the session the org's?, the chat row or None)."""
-    rows = select_rows('SELECT "session"."id" AS "owned_session", ' + CHAT_COLUMNS + ' FROM "session" '
-                   'LEFT JOIN "chat" ON "chat"."session_id" = "session"."id" AND "chat"."jid" = {p} '
-                   'WHERE "session"."id" = {p} AND "session"."org_id" = {p}', [jid, session_id, org_id])
-    if not rows:
-        return False, None
-    return True, (rows[0] if rows[0]["id"] is not None else None)
-
-
-def display_order():
-    return [Chat.pinned.desc(), Chat.sort_at.desc(), Chat.id.desc()]
-
-
-def display_position(chat):
-    """The keyset position of a chat row: where the next page starts after it."""
-    return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
-
-
-def list_chats(session_id, org_id, filters, after, limit):
-    """A page of chats in display order, or None when the session is not the org's.
-
-    `after` is the position of the previous page's last chat (or None), so a
-    deep page costs what the first page costs: the display index is walked
-    from that position, never counted through.
-    """
-    rows = select_rows(*chat_page_sql(session_id, org_id, filters, after, limit))
-    if not rows and not session_is_owned(session_id, org_id):
-        return None
-    return rows
-
-
-FILTER_COLUMNS = {"archived": '"chat"."archived"', "pinned": '"chat"."pinned"', "type": '"chat"."type"'}
-
-
-def chat_page_sql(session_id, org_id, filters, after, limit):
-    """The page query and its parameters.
-
-    The ownership test rides along as a constant EXISTS, so a page is one
-    query; the keyset comparison and ORDER BY follow the display index
-    (session_id, pinned, sort_at, id), so both backends walk it backwards.
-    """
-    sql = ['SELECT ' + CHAT_COLUMNS + ' FROM "chat" WHERE "chat"."session_id" = {p} AND EXISTS '
-           '(SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})']
-    params = [session_id, session_id, org_id]
-    for name, value in filters.items():
-        sql.append(f"AND {FILTER_COLUMNS[name]} = {{p}}")
-        params.append(value)
-    if after is not None:
-        sql.append('AND ("chat"."pinned", "chat"."sort_at", "chat"."id") < ({p}, {p}, {p})')
-        params.extend([bool(after[0]), after[1], after[2]])
-    sql.append('ORDER BY "chat"."pinned" DESC, "chat"."sort_at" DESC, "chat"."id" DESC LIMIT {p}')
-    params.append(limit)
-    return " ".join(sql), params

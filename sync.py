@@ -2,12 +2,13 @@
 
 Each view is auth -> schema -> writes/feed -> schema, like the chats views.
 """
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, request
 
 import feed
 import models
+import reads
 import writes
-from auth import requires
+from auth import accept_read, read_owner, requires
 from chats import dump_chat
 from cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
@@ -26,18 +27,20 @@ GONE_MESSAGE = ("changes older than this since token have been purged, so a dele
 
 
 def owned_session_or_404(sid):
+    """The session id, when the session is the caller's: one read, which also settles an API key."""
     session_id = session_id_or_404(sid)
-    owned, purged_position = feed.session_feed_state(session_id, g.caller.org_id)
-    if not owned:
+    head = reads.session_state(read_owner(), session_id)
+    accept_read(head)
+    if head["owned_session"] is None:
         raise not_found(SESSION_NOT_FOUND)
-    return session_id, purged_position
+    return session_id
 
 
 @bp.post("/sync")
 @requires("sync")
 def sync_chats(sid):
     """Upsert and delete chats of the session, all or nothing."""
-    session_id, _ = owned_session_or_404(sid)
+    session_id = owned_session_or_404(sid)
     body = load_or_422(sync_schema, json_object_body(current_app.config["CHATSTORE"].sync_max_body_bytes))
     rows, delete_jids = body.get("upsert", []), body.get("delete", [])
     with models.database.atomic():
@@ -50,16 +53,24 @@ def sync_chats(sid):
 @requires("read")
 def list_changes(sid):
     """What changed in the session after `since`, in change order."""
-    session_id, purged_position = owned_session_or_404(sid)
-    query = load_or_422(changes_query_schema, single_valued(request.args, changes_query_schema))
-    position = since_position(session_id, query.get("since"))
-    if position != START and position < purged_position:
-        raise ApiError(410, GONE_MESSAGE)
+    session_id = session_id_or_404(sid)
+    try:
+        query = load_or_422(changes_query_schema, single_valued(request.args, changes_query_schema))
+        position = since_position(session_id, query.get("since"))
+    except ApiError:
+        owned_session_or_404(sid)  # 404 comes before 422
+        raise
     changed_by, limit = query.get("changedBy"), query["limit"]
     # With a filter, a wider window of the order is read, so a worker skipping its own writes
     # moves through them quickly; either way a page reads a bounded number of rows.
     window = (MAX_CHANGES_PAGE if changed_by else limit) + 1
-    rows = feed.changes_after(session_id, position, window)
+    found = feed.changes_after(read_owner(), session_id, position, window)
+    accept_read(found.head)
+    if not found.session_owned:
+        raise not_found(SESSION_NOT_FOUND)
+    if position != START and position < found.head["purged_seq"]:
+        raise ApiError(410, GONE_MESSAGE)
+    rows = found.rows
     picked, read = [], 0
     for row in rows[:window - 1]:
         if len(picked) == limit:

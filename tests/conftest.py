@@ -115,6 +115,9 @@ def make_app(base_environ, recorded_responses, suite_log):
 def app(make_app):
     app = make_app()
     with models.database.connection_context():
+        # A read first, as every request's first statement is: a pooled connection that a PostgreSQL
+        # restart (the fault tests) left dead is replaced by it (models.ReconnectingPostgresqlDatabase).
+        models.database.execute_sql("SELECT 1")
         for table in DATA_TABLES:
             table.delete().execute()
     return app

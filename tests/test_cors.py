@@ -3,6 +3,7 @@ import pytest
 
 import cursors
 import models
+import reads
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 
 APP_ORIGIN = "https://app.example.com"
@@ -73,7 +74,7 @@ def test_every_answer_to_an_allowed_origin_carries_the_headers(cors_client, make
         413: cors_client.patch(chat, data=b"x" * 70_000, headers={**headers, **origin}),
         422: cors_client.patch(chat, json={"pinned": "yes"}, headers={**headers, **origin}),
     }
-    monkeypatch.setattr(models, "find_chat", lambda *args: 1 / 0)
+    monkeypatch.setattr(reads, "find_chat", lambda *args: 1 / 0)
     answers[500] = cors_client.get(chat, headers={**headers, **origin})
     for status, response in answers.items():
         assert response.status_code == status

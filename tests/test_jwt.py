@@ -238,7 +238,7 @@ def test_jwks_url_unset_refuses_jwts_but_not_api_keys(make_app, identity_provide
 
 def test_a_jwt_is_never_retried_as_an_api_key(client, identity_provider, chats, monkeypatch):
     import auth
-    monkeypatch.setattr(auth, "resolve_api_key", lambda token: pytest.fail("JWT tried as an API key"))
+    monkeypatch.setattr(auth, "pending_api_key", lambda token: pytest.fail("JWT tried as an API key"))
     assert_401(get(client, identity_provider.mint(ACME_ADMIN, expires_in=-3600)), "login token has expired")
 
 

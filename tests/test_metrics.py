@@ -5,6 +5,7 @@ import pytest
 from peewee import OperationalError
 
 import models
+import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 TOKEN = "metrics-secret-token-1234567890"
@@ -79,7 +80,7 @@ def test_database_errors_are_counted(make_app, headers, orgs, monkeypatch):
 
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
-    monkeypatch.setattr(models, "find_chat", down)
+    monkeypatch.setattr(reads, "find_chat", down)
     response = client.get(chat_url(SESSION_ID, "1@s.whatsapp.net"), headers=headers)
     assert response.status_code == 503
     assert sample(scrape(client), "chatstore_database_errors_total", error="OperationalError") == before + 1

@@ -1,34 +1,88 @@
-"""Queries per request: at most 1 with a JWT and 2 with an API key, for GET one and a list page."""
+"""Round trips per request, counted at the driver: exactly one per authenticated GET, with an API key or a JWT.
+
+Every statement a connection runs is counted, the pool's own (a checkout ping) included, so a ping or a
+separate key lookup would show. The once-a-minute write of a key's last use is left out by a warm-up.
+"""
+import sqlite3
+
+import psycopg2
+import psycopg2.extensions
 import pytest
 
 import models
 from conftest import SESSION_ID, add_chats, chat_url
 
+STATEMENTS = []
+
+
+class CountingSqliteCursor(sqlite3.Cursor):
+    def execute(self, sql, *args):
+        STATEMENTS.append(sql)
+        return super().execute(sql, *args)
+
+
+class CountingSqliteConnection(sqlite3.Connection):
+    def cursor(self, factory=CountingSqliteCursor):
+        return super().cursor(factory)
+
+
+class CountingPgCursor(psycopg2.extensions.cursor):
+    def execute(self, sql, args=None):
+        STATEMENTS.append(sql)
+        return super().execute(sql, args)
+
+
+class CountingPgConnection(psycopg2.extensions.connection):
+    def cursor(self, *args, **kwargs):
+        kwargs.setdefault("cursor_factory", CountingPgCursor)
+        return super().cursor(*args, **kwargs)
+
 
 @pytest.fixture
-def query_log(monkeypatch):
-    """The SQL each request runs, counted at peewee's one door to the driver."""
-    statements = []
-    real = models.database.obj.execute_sql
+def round_trips(app, database_url):
+    """The statements each request sends, through a pool whose connections count them."""
+    if database_url.startswith("sqlite"):
+        options = {"factory": CountingSqliteConnection}
+    else:
+        options = {"connection_factory": CountingPgConnection}
+    pool = models._pooled_database(database_url, 10, **options)
+    models.database.initialize(pool)
+    yield STATEMENTS
+    pool.close_all()
+    models.bind_database(database_url)
 
-    def counting(sql, params=None, *args, **kwargs):
-        statements.append(sql)
-        return real(sql, params, *args, **kwargs)
-    monkeypatch.setattr(models.database.obj, "execute_sql", counting)
-    return statements
 
-
-@pytest.mark.parametrize("url", [chat_url(SESSION_ID, "1@s.whatsapp.net"), chat_url(SESSION_ID) + "?limit=2",
-                                 chat_url(SESSION_ID) + "?limit=2&type=dm"])
-def test_queries_per_read(client, tokens, headers, orgs, query_log, url):
+@pytest.mark.parametrize("url", [
+    chat_url(SESSION_ID, "1@s.whatsapp.net"),
+    chat_url(SESSION_ID) + "?limit=2",
+    chat_url(SESSION_ID) + "?limit=2&type=dm&archived=false",
+    f"/api/v1/sessions/{SESSION_ID}/changes?limit=2",
+])
+def test_one_round_trip_per_authenticated_get(client, tokens, headers, orgs, round_trips, url):
     add_chats(SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(5)))
-    # Warm-up: the first request records the key's last use, fetches the JWKS, loads the cursor key.
+    # Warm-up: records the key's last use, fetches the JWKS, loads the cursor key, opens the pooled connection.
     first = client.get(url, headers=headers).get_json()
-    query_log.clear()
-    assert client.get(url, headers=headers).status_code == 200
-    limit = 1 if headers["Authorization"].startswith("Bearer eyJ") else 2
-    assert len(query_log) <= limit, query_log
-    if "nextCursor" in first:
-        query_log.clear()
-        assert client.get(url + "&cursor=" + first["nextCursor"], headers=headers).status_code == 200
-        assert len(query_log) <= limit, query_log
+    for _ in range(3):
+        round_trips.clear()
+        assert client.get(url, headers=headers).status_code == 200
+        assert len(round_trips) == 1, round_trips
+    following = first.get("nextCursor") or first.get("nextSince")
+    if following:
+        separator = "&cursor=" if "nextCursor" in first else "&since="
+        round_trips.clear()
+        assert client.get(url + separator + following, headers=headers).status_code == 200
+        assert len(round_trips) == 1, round_trips
+
+
+@pytest.mark.parametrize("status, url, token", [
+    (404, chat_url("01J9ZX8K2QHV0M3T6R7P4N5W8D", "1@s.whatsapp.net"), "read,send"),
+    (404, chat_url(SESSION_ID, "9@s.whatsapp.net"), "read,send"),
+    (403, chat_url(SESSION_ID, "1@s.whatsapp.net"), "send"),
+])
+def test_refusals_cost_one_round_trip_too(client, tokens, orgs, round_trips, status, url, token):
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    headers = {"Authorization": f"Bearer {tokens[token]}"}
+    client.get(url, headers=headers)
+    round_trips.clear()
+    assert client.get(url, headers=headers).status_code == status
+    assert len(round_trips) <= 1, round_trips
