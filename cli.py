@@ -20,9 +20,9 @@ import models
 import writes
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
-from schemas import ChatImportSchema, is_ulid
+from lines import load_line
+from schemas import is_ulid
 
-import_schema = ChatImportSchema()
 DEMO_ORG_ID = "demo"
 DEMO_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 DEMO_CHAT_COUNT = 1000
@@ -162,7 +162,7 @@ def chat_rows(lines):
             chat = json.loads(line)
             if not isinstance(chat, dict):
                 raise ValidationError("must be a JSON object")
-            row = import_schema.load(chat)
+            row = load_line(chat)
         except ValueError:
             raise _bad_line(number, "not valid JSON") from None
         except ValidationError as error:

@@ -31,8 +31,9 @@ def session_id_or_404(sid):
 
 
 def load_or_422(schema, data):
+    """schema.load(data) (or schema(data), for a loading function), with marshmallow's errors as a 422."""
     try:
-        return schema.load(data)
+        return schema.load(data) if hasattr(schema, "load") else schema(data)
     except ValidationError as error:
         raise validation_error(error.normalized_messages(),
                                "invalid " + ", ".join(sorted(map(str, error.normalized_messages())))) from None

@@ -15,11 +15,11 @@ from errors import ApiError, not_found, validation_error
 from etags import json_response
 from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
                     signing_key, single_valued)
-from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, SyncSchema
+from lines import load_sync_body
+from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")
 bp.before_request(connect_database)
-sync_schema = SyncSchema()
 changes_query_schema = ChangesQuerySchema()
 START = 0  # the position before every change
 GONE_MESSAGE = ("changes older than this since token have been purged, so a deletion may have been missed; "
@@ -41,7 +41,7 @@ def owned_session_or_404(sid):
 def sync_chats(sid):
     """Upsert and delete chats of the session, all or nothing."""
     session_id = owned_session_or_404(sid)
-    body = load_or_422(sync_schema, json_object_body(current_app.config["CHATSTORE"].sync_max_body_bytes))
+    body = load_or_422(load_sync_body, json_object_body(current_app.config["CHATSTORE"].sync_max_body_bytes))
     rows, delete_jids = body.get("upsert", []), body.get("delete", [])
     with models.database.atomic():
         _, deleted, position = writes.sync_chats(session_id, rows, delete_jids, writes.NEW_CHAT_DEFAULTS)
