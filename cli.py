@@ -108,6 +108,8 @@ def _capabilities(text):
 def issue_api_key(org_id, capabilities, name):
     """Store a new key's digest and return the key itself, which is never stored."""
     key = new_api_key()
+    # Sorted, as reads.py's capability test expects them.
+    capabilities = ",".join(sorted({part.strip() for part in capabilities.split(",") if part.strip()}))
     with models.database.atomic():
         models.ApiKey.create(org=org_id, name=name, digest=api_key_digest(key), capabilities=capabilities)
     return key

@@ -23,8 +23,15 @@ def json_response(payload, conditional=True):
     Called after the view's own checks, so a 304 never skips a 401, 403 or 404.
     """
     response = current_app.json.response(payload)
-    response.set_etag(_digest(response.get_data()))
-    return response.make_conditional(request) if conditional else response
+    etag = _digest(response.get_data())
+    response.headers["ETag"] = f'"{etag}"'
+    if conditional and "If-None-Match" in request.headers and request.if_none_match.contains_weak(etag):
+        # If-None-Match compares weakly (RFC 9110 §13.1.2); a 304 keeps the ETag and has no body.
+        not_modified = current_app.response_class(status=304)
+        del not_modified.headers["Content-Type"]
+        not_modified.headers["ETag"] = response.headers["ETag"]
+        return not_modified
+    return response
 
 
 def etag_of(payload):

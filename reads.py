@@ -15,8 +15,11 @@ reaches a session, even before auth.py turns the head into 401 or 403. The
 SQL is text, one statement per read for both backends: peewee's query builder
 cost more per request than the database's own work (measured with make bench).
 """
+import functools
+import itertools
 from dataclasses import dataclass
 
+from config import CAPABILITIES
 from models import Chat, database
 
 # The chat columns a read returns, with their SQL types (PostgreSQL wants NULLs typed in a UNION).
@@ -32,8 +35,21 @@ KEY_FIELDS = (("key_id", "BIGINT", '"api_key"."id"'), ("key_org_id", "TEXT", '"a
               ("key_revoked", "BOOLEAN", '"api_key"."revoked_at" IS NOT NULL'),
               ("key_last_used_at", "TIMESTAMP", '"api_key"."last_used_at"'))
 SESSION_FIELDS = (("owned_session", "TEXT", '"session"."id"'), ("purged_seq", "BIGINT", '"session"."purged_seq"'))
-# A key's capabilities are stored comma-separated ("read,send"): ",read,send," LIKE "%,read,%".
-KEY_MAY = '\',\' || "api_key"."capabilities" || \',\' LIKE {p}'
+
+def _holding(capability):
+    """Every stored capabilities text that holds `capability`: keys store theirs sorted and comma-joined
+    (cli.py), so "may read" is an equality test (SQLite's LIKE cost more than the rest of the read)."""
+    sets = [sorted(chosen) for size in range(1, len(CAPABILITIES) + 1)
+            for chosen in itertools.combinations(CAPABILITIES, size) if capability in chosen]
+    return [",".join(chosen) for chosen in sets]
+
+
+HOLDING = {capability: _holding(capability) for capability in CAPABILITIES}
+
+
+def _key_may(capability):
+    """SQL: the key's capabilities hold `capability` (parameters: HOLDING[capability])."""
+    return '"api_key"."capabilities" IN (' + ", ".join(["{p}"] * len(HOLDING[capability])) + ")"
 
 
 @dataclass(frozen=True)
@@ -68,14 +84,29 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_by=""):
 
 def statement(owner, session_id, body_sql, body_params, body_fields, order_by=""):
     """The SQL text, with the driver's placeholders, and the parameters of a read."""
-    head_columns, head_from, head_params = _head(owner, session_id)
-    condition, condition_params = _owns_session(owner, session_id)
+    by_key = owner.key_digest is not None
+    sql = _statement_text(by_key, owner.capability, body_sql, body_fields, order_by, database.obj.param)
+    if by_key:
+        may = HOLDING[owner.capability]
+        head_params = [session_id, *may, owner.key_digest]
+        condition_params = [session_id, owner.key_digest, *may]
+    else:
+        head_params = [session_id, owner.org_id] * 2
+        condition_params = [session_id, owner.org_id]
+    return sql, head_params + list(body_params) + condition_params
+
+
+@functools.lru_cache(maxsize=64)
+def _statement_text(by_key, capability, body_sql, body_fields, order_by, placeholder):
+    """Written once per shape: building it cost more than the database's own work on SQLite."""
+    head_columns, head_from = _head(by_key, capability)
     body_names = ", ".join(f'"body"."{name}"' for name, _, _ in body_fields)
     sql = ('SELECT 0 AS "part", ' + head_columns + ", " + _nulls(body_fields) + (" " + head_from if head_from else "")
            + " UNION ALL "
            "SELECT 1, " + _nulls(KEY_FIELDS + SESSION_FIELDS) + ", " + body_names + ' FROM (' + body_sql
-           + ') AS "body" WHERE ' + condition + ' ORDER BY "part"' + (", " + order_by if order_by else ""))
-    return sql.format(p=database.obj.param), head_params + body_params + condition_params
+           + ') AS "body" WHERE ' + _owns_session(by_key, capability) + ' ORDER BY "part"'
+           + (", " + order_by if order_by else ""))
+    return sql.format(p=placeholder)
 
 
 def _nulls(fields):
@@ -86,28 +117,31 @@ def _columns(fields):
     return ", ".join(f'{expression} AS "{name}"' for name, _, expression in fields)
 
 
-def _head(owner, session_id):
-    """(its columns, its FROM clause, its parameters): the key's row (for an API key) and the session if owned."""
-    if owner.key_digest is None:
+def _head(by_key, capability):
+    """(its columns, its FROM clause): the key's row (for an API key) and the session if owned.
+
+    Parameters: the session id and org id twice, or the session id, the capability's texts and the digest.
+    """
+    if not by_key:
         # One row whatever the session: each column a primary-key lookup of it, null when it isn't the org's.
         owned = '(SELECT "session"."{column}" FROM "session" WHERE "session"."id" = {{p}} AND "session"."org_id" = {{p}})'
         return (_nulls(KEY_FIELDS) + ", " + ", ".join(f'{owned.format(column=column)} AS "{name}"' for name, column in
-                                                      (("owned_session", "id"), ("purged_seq", "purged_seq"))),
-                "", [session_id, owner.org_id] * 2)
+                                                      (("owned_session", "id"), ("purged_seq", "purged_seq"))), "")
     return (_columns(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS),
             'FROM "api_key" LEFT JOIN "session" ON "session"."id" = {p} AND "session"."org_id" = "api_key"."org_id" '
-            'AND "api_key"."revoked_at" IS NULL AND ' + KEY_MAY + ' WHERE "api_key"."digest" = {p}',
-            [session_id, f"%,{owner.capability},%", owner.key_digest])
+            'AND "api_key"."revoked_at" IS NULL AND ' + _key_may(capability) + ' WHERE "api_key"."digest" = {p}')
 
 
-def _owns_session(owner, session_id):
-    """SQL true when the session is the owner's (a constant: evaluated once, before the body is read)."""
-    if owner.key_digest is None:
-        return ('EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})',
-                [session_id, owner.org_id])
+def _owns_session(by_key, capability):
+    """SQL true when the session is the owner's (a constant: evaluated once, before the body is read).
+
+    Parameters: the session id and org id, or the session id, the digest and the capability's texts.
+    """
+    if not by_key:
+        return 'EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})'
     return ('EXISTS (SELECT 1 FROM "session" JOIN "api_key" ON "api_key"."org_id" = "session"."org_id" '
             'WHERE "session"."id" = {p} AND "api_key"."digest" = {p} AND "api_key"."revoked_at" IS NULL '
-            'AND ' + KEY_MAY + ')', [session_id, owner.key_digest, f"%,{owner.capability},%"])
+            'AND ' + _key_may(capability) + ')')
 
 
 # --- one chat -------------------------------------------------------------------
