@@ -11,20 +11,19 @@
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests")]
 
 from run import Served, drive, flask_command  # noqa: E402
+from serving import SlowClients  # noqa: E402  (the suite's slow clients, with a longer request)
 
 SESSION_ID = "01JH0ST000000000000000000A"
 JID = "6281200000100@s.whatsapp.net"
@@ -39,48 +38,6 @@ def seed(env):
                          "lastMessageAt": 1_700_000_000_000 + n}) + "\n" for n in range(1000)]
     flask_command(env, "import-chats", SESSION_ID, "-", stdin_lines=lines)
     return flask_command(env, "create-api-key", "hostile", "--capabilities", "read,send")
-
-
-class SlowClients:
-    """Idle connections, and connections trickling a request a byte at a time."""
-
-    REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 2000 + b"\r\n\r\n"
-
-    def __init__(self, port, idle, trickling):
-        self.sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle + trickling)]
-        self.trickling = self.sockets[idle:]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._trickle, daemon=True)
-        self.thread.start()
-
-    def _trickle(self):
-        sent = 0
-        while not self.stop.wait(0.05) and sent < len(self.REQUEST) - 1:
-            for sock in self.trickling:
-                try:
-                    sock.send(self.REQUEST[sent:sent + 1])
-                except OSError:
-                    pass
-            sent += 1
-
-    def still_open(self):
-        """How many of the slow connections the server has not closed."""
-        open_count = 0
-        for sock in self.sockets:
-            sock.setblocking(False)
-            try:
-                open_count += sock.recv(1, socket.MSG_PEEK) != b""
-            except BlockingIOError:
-                open_count += 1
-            except OSError:
-                pass
-        return open_count
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        for sock in self.sockets:
-            sock.close()
 
 
 def timed_gets(url, key, count, timeout):
@@ -101,7 +58,7 @@ def timed_gets(url, key, count, timeout):
 
 def slow_client_run(env, key, worker_class, gets, timeout):
     served = Served("app:app", {**env, "GUNICORN_WORKER_CLASS": worker_class})
-    slow = SlowClients(served.port, SLOW_IDLE, SLOW_TRICKLING)
+    slow = SlowClients(served.port, SLOW_IDLE, SLOW_TRICKLING, padding=2000)
     try:
         time.sleep(1)
         latencies, failures = timed_gets(f"{served.base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", key, gets,

@@ -1,8 +1,10 @@
 """gunicorn as the Procfile runs it, for tests that go over real HTTP."""
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -55,3 +57,42 @@ class Gunicorn:
         text = self.read_log()
         self.log.close()
         return text
+
+
+class SlowClients:
+    """Connections that send nothing, and connections that trickle a request a byte every 50 ms."""
+
+    def __init__(self, port, idle, trickling, padding=400):
+        self.request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * padding + b"\r\n\r\n"
+        self.sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle + trickling)]
+        self.trickling = self.sockets[idle:]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        sent = 0
+        while not self.stop.wait(0.05) and sent < len(self.request) - 1:
+            for sock in self.trickling:
+                with contextlib.suppress(OSError):
+                    sock.send(self.request[sent:sent + 1])
+            sent += 1
+
+    def still_open(self):
+        """How many of the slow connections the server has not closed."""
+        open_count = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            try:
+                open_count += sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                open_count += 1
+            except OSError:
+                pass
+        return open_count
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets:
+            sock.close()

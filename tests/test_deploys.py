@@ -6,7 +6,6 @@ These tests assert behaviour (answered, not failed); the figures are `make hosti
 import contextlib
 import re
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 from conftest import SESSION_ID, add_chats, app_environ, stored
-from serving import Gunicorn
+from serving import Gunicorn, SlowClients
 
 JID = "1@s.whatsapp.net"
 METRICS_TOKEN = "scrape-me-0123456789"
@@ -36,33 +35,6 @@ def serve(database_url, identity_provider, tmp_path, app):
     for served in started:
         log = served.stop()
         assert "Traceback" not in log and "csk_" not in log and "eyJ" not in log, log[-3000:]
-
-
-class SlowClients:
-    """Connections that send nothing, and connections that trickle a request a byte at a time."""
-
-    REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 400 + b"\r\n\r\n"
-
-    def __init__(self, port, idle, trickling):
-        self.idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
-        self.trickling = [socket.create_connection(("127.0.0.1", port)) for _ in range(trickling)]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._trickle, daemon=True)
-        self.thread.start()
-
-    def _trickle(self):
-        sent = 0
-        while not self.stop.wait(0.05) and sent < len(self.REQUEST) - 1:
-            for sock in self.trickling:
-                with contextlib.suppress(OSError):
-                    sock.send(self.REQUEST[sent:sent + 1])
-            sent += 1
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        for sock in self.idle + self.trickling:
-            sock.close()
 
 
 def test_a_thousand_idle_and_trickling_connections_do_not_stall_other_callers(serve, keys):
