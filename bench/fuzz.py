@@ -9,6 +9,7 @@ chats and a read,send API key, and runs schemathesis with both organizations as 
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ def main():
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="chatstore-fuzz-")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir}/fuzz.db", "LOG_LEVEL": "WARNING",
-           "WEB_CONCURRENCY": "2"}
+           "WEB_CONCURRENCY": "2", "METRICS_TOKEN": secrets.token_hex(16)}
     keys = seed(env)
     auth_path = os.path.join(workdir, "auth.json")
     with open(auth_path, "w") as auth:
