@@ -70,17 +70,25 @@ def list_changes(sid):
         raise not_found(SESSION_NOT_FOUND)
     if position != START and position < found.head["purged_seq"]:
         raise ApiError(410, GONE_MESSAGE)
-    rows = found.rows
+    picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
+    return json_response({"data": [change(row) for row in picked],
+                          "nextSince": encode_since(signing_key(), session_id, position), "hasMore": has_more})
+
+
+def page_of_changes(rows, window, limit, changed_by, position):
+    """(up to `limit` rows of the kind asked for, the position after the last row read, whether more wait).
+
+    `rows` holds one row more than the window, so whether more wait is known without another read.
+    """
     picked, read = [], 0
-    for row in rows[:window - 1]:
+    for row in rows[:window]:
         if len(picked) == limit:
             break
         read += 1
         position = row["change_seq"]
         if changed_by is None or row["changed_by"] == changed_by:
             picked.append(row)
-    return json_response({"data": [change(row) for row in picked],
-                          "nextSince": encode_since(signing_key(), session_id, position), "hasMore": len(rows) > read})
+    return picked, position, len(rows) > read
 
 
 def since_position(session_id, since):

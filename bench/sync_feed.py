@@ -9,7 +9,6 @@
   the cost of drawing a position and stamping it, measured in one run.
 """
 import json
-import os
 import shutil
 import subprocess
 import tempfile

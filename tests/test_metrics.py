@@ -4,7 +4,6 @@ import re
 import pytest
 from peewee import OperationalError
 
-import models
 import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
