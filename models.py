@@ -22,7 +22,7 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migra
 # Chats with no message sort after every real timestamp (newest first).
 NO_MESSAGE_SORT_AT = -(2 ** 63)
 SQLITE_BUSY_TIMEOUT_MS = 5000   # how long a write waits for another's, in all
-SQLITE_BUSY_SLICE_MS = 20       # how long SQLite itself blocks at a time (see CooperativeSqliteDatabase)
+SQLITE_BUSY_SLICE_MS = 5        # how long SQLite itself blocks at a time (see CooperativeSqliteDatabase)
 DEFAULT_POOL_SIZE = 10          # connections per worker process (DB_POOL_SIZE)
 POOL_WAIT_SECONDS = 10          # how long a request waits for a free one before failing with 503
 CURSOR_SECRET_SETTING = "cursor_secret"
@@ -114,7 +114,7 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        pause = 0.002
+        pause = 0.0005
         while True:
             try:
                 return super().begin(lock_type)
@@ -122,7 +122,7 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
                 if "locked" not in str(error) or time.monotonic() >= deadline:
                     raise
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.005)
 
 
 def migrate():
