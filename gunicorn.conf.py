@@ -43,7 +43,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # writes its own files in this directory. It must be set before the app (and prometheus_client) is
 # imported, and emptied at start, or a restart would add the counts of workers long gone.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatstore-metrics-")
+    # Named now, made in on_starting: a start-up that fails before then leaves nothing behind. Remembered
+    # in the environment, which outlives a reload (kill -HUP reads this file again).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"chatstore-metrics-{os.getpid()}")
+    os.environ["CHATSTORE_MADE_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
@@ -56,3 +59,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get("CHATSTORE_MADE_METRICS_DIR") == _metrics_dir:  # ours; one the operator named stays
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
