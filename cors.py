@@ -27,7 +27,9 @@ def enable_cors(app, origins):
     app.after_request(_complete_preflight)
     CORS(app, resources=_resources_by_route(app), origins=list(origins), allow_headers=ALLOWED_HEADERS,
          expose_headers=EXPOSED_HEADERS, max_age=PREFLIGHT_MAX_AGE_SECONDS, supports_credentials=False,
-         send_wildcard=False, vary_header=True)
+         # Only an answer to a browser's Origin names an origin: flask-cors would otherwise send the
+         # configured list to callers that sent none (curl, scripts).
+         send_wildcard=False, always_send=False, vary_header=True)
 
 
 def _resources_by_route(app):

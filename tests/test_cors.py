@@ -99,8 +99,18 @@ def test_star_allows_any_origin_without_credentials(make_app, headers, orgs):
     client = make_app(CORS_ORIGINS="*").test_client()
     response = client.get(chat_url(SESSION_ID), headers={**headers, "Origin": "https://anything.example"})
     assert response.status_code == 200
-    assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://anything.example")
+    assert response.headers["Access-Control-Allow-Origin"] == "https://anything.example"
+    assert "Origin" in response.headers["Vary"]
     assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+@pytest.mark.parametrize("origins", [APP_ORIGIN, f"{APP_ORIGIN},http://localhost:5173", "*"])
+def test_a_caller_that_sends_no_origin_gets_no_cors_headers(make_app, headers, orgs, origins):
+    client = make_app(CORS_ORIGINS=origins).test_client()
+    for response in (client.get(chat_url(SESSION_ID), headers=headers), client.get(chat_url(SESSION_ID)),
+                     client.options(chat_url(SESSION_ID))):
+        assert not [name for name in response.headers.keys() if name.startswith("Access-Control-")], \
+            response.headers
 
 
 def test_unset_means_no_cors_headers_at_all(client, headers, orgs):
