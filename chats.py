@@ -21,6 +21,14 @@ CHAT_NOT_FOUND = "chat not found"
 bp.before_request(connect_database)
 
 
+def owned_session_or_404(session_id):
+    """404 unless the session is the caller's: one read, which also settles an API key (401, 403 first)."""
+    head = reads.session_state(read_owner(), session_id)
+    accept_read(head)
+    if head["owned_session"] is None:
+        raise not_found(SESSION_NOT_FOUND)
+
+
 def stored_chat_or_404(sid, cid):
     session_id = session_id_or_404(sid)
     found = reads.find_chat(read_owner(), session_id, cid)
@@ -50,10 +58,7 @@ def list_chats(sid):
     except ApiError:
         # 404 comes before 422: a bad query on a session that isn't the caller's is not found.
         # Checked only here, so a good query costs the one page read alone.
-        head = reads.session_state(read_owner(), session_id)
-        accept_read(head)
-        if head["owned_session"] is None:
-            raise not_found(SESSION_NOT_FOUND) from None
+        owned_session_or_404(session_id)
         raise
     found = reads.list_chats(read_owner(), session_id, filters, after, query["limit"] + 1)
     accept_read(found.head)

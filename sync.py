@@ -6,10 +6,9 @@ from flask import Blueprint, current_app, request
 
 import feed
 import models
-import reads
 import writes
 from auth import accept_read, read_owner, requires
-from chats import dump_chat
+from chats import dump_chat, owned_session_or_404
 from cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
 from etags import json_response
@@ -26,21 +25,12 @@ GONE_MESSAGE = ("changes older than this since token have been purged, so a dele
                 "start again without since (a full sync)")
 
 
-def owned_session_or_404(sid):
-    """The session id, when the session is the caller's: one read, which also settles an API key."""
-    session_id = session_id_or_404(sid)
-    head = reads.session_state(read_owner(), session_id)
-    accept_read(head)
-    if head["owned_session"] is None:
-        raise not_found(SESSION_NOT_FOUND)
-    return session_id
-
-
 @bp.post("/sync")
 @requires("sync")
 def sync_chats(sid):
     """Upsert and delete chats of the session, all or nothing."""
-    session_id = owned_session_or_404(sid)
+    session_id = session_id_or_404(sid)
+    owned_session_or_404(session_id)
     body = load_or_422(load_sync_body, json_object_body(current_app.config["CHATSTORE"].sync_max_body_bytes))
     rows, delete_jids = body.get("upsert", []), body.get("delete", [])
     with models.database.atomic():
@@ -58,7 +48,7 @@ def list_changes(sid):
         query = load_or_422(changes_query_schema, single_valued(request.args, changes_query_schema))
         position = since_position(session_id, query.get("since"))
     except ApiError:
-        owned_session_or_404(sid)  # 404 comes before 422
+        owned_session_or_404(session_id)  # 404 comes before 422
         raise
     changed_by, limit = query.get("changedBy"), query["limit"]
     # With a filter, a wider window of the order is read, so a worker skipping its own writes

@@ -202,6 +202,15 @@ def add_chats(session_id, *chats):
         writes.sync_chats(session_id, chat_rows(lines), [], writes.NEW_CHAT_DEFAULTS)
 
 
+def apply_changes(copy, page):
+    """A feed follower's step: each change replaces its chat in `copy` (jid -> Chat), a tombstone removes it."""
+    for change in page["data"]:
+        if change["deleted"]:
+            copy.pop(change["jid"], None)
+        else:
+            copy[change["jid"]] = change["chat"]
+
+
 def chat_url(session_id, jid=None):
     base = f"/api/v1/sessions/{session_id}/chats"
     return base if jid is None else f"{base}/{jid}"

@@ -7,7 +7,7 @@ import pytest
 
 import feed
 import models
-from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, connected, error_body
+from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, apply_changes, chat_url, connected, error_body
 
 CHANGES_URL = f"/api/v1/sessions/{SESSION_ID}/changes"
 SYNC_URL = f"/api/v1/sessions/{SESSION_ID}/sync"
@@ -25,11 +25,7 @@ def follow(client, headers, copy, since=None, **query):
     """Apply pages to `copy` (jid -> Chat) until up to date; the last nextSince."""
     while True:
         page = changes(client, headers, **({"since": since} if since else {}), **query)
-        for change in page["data"]:
-            if change["deleted"]:
-                copy.pop(change["jid"], None)
-            else:
-                copy[change["jid"]] = change["chat"]
+        apply_changes(copy, page)
         since = page["nextSince"]
         if not page["hasMore"]:
             return since

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import models
-from conftest import SESSION_ID, add_chats, app_environ, connected, stored
+from conftest import SESSION_ID, add_chats, app_environ, apply_changes, connected, stored
 from serving import Gunicorn
 
 WORKERS = 4
@@ -241,11 +241,7 @@ def test_a_feed_follower_misses_nothing_while_workers_write(server, headers, org
         params = {"limit": 7, **({"since": since} if since else {})}
         page = http.get(f"{base}/changes", params=params, headers=headers, timeout=30).json()
         pages += 1
-        for change in page["data"]:
-            if change["deleted"]:
-                copy.pop(change["jid"], None)
-            else:
-                copy[change["jid"]] = change["chat"]
+        apply_changes(copy, page)
         since = page["nextSince"]
         return page["hasMore"]
 
