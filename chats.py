@@ -6,7 +6,7 @@ import writes
 from auth import accept_read, read_owner, requires
 from cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
-from etags import check_if_match, json_response
+from etags import check_if_match, if_match_guard, json_response
 from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
                     signing_key, single_valued)
 from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
@@ -83,7 +83,7 @@ def patch_chat(sid, cid):
     try:
         updated = writes.update_chat(chat["id"], chat["session"], changes,
                                      current_app.config["CHATSTORE"].max_pinned_chats,
-                                     expected=lambda locked: check_if_match(dump_chat(locked)))
+                                     expected=if_match_guard(dump_chat))
     except writes.ChatRuleError as error:
         raise validation_error({error.field_name: [error.message]}, error.message) from None
     except writes.ChatGone:

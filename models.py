@@ -157,7 +157,8 @@ class Session(BaseModel):
     name = TextField(null=True)
     phone = TextField(null=True)
     created_at = DateTimeField(default=now_utc)
-    # The last position drawn in this session's change order (writes.draw_positions).
+    # SQLite: the last position drawn in this session's change order (change_order.py). PostgreSQL draws from a
+    # sequence instead and leaves this as it was before migration 0003.
     change_seq = BigIntegerField(default=0)
     # The position of the newest tombstone purged: a `since` before it may have missed a deletion.
     purged_seq = BigIntegerField(default=0)

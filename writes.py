@@ -1,24 +1,12 @@
 """The one write path: PATCH, sync, import and demo change chats only through here.
 
-Every write draws its positions in the session's change order (contract §10)
-with `draw_positions`, inside its transaction, before it touches a chat:
-
-    UPDATE "session" SET "change_seq" = "change_seq" + n WHERE "id" = … RETURNING "change_seq"
-
-That UPDATE holds the session row's write lock until the transaction ends, so
-the writers of one session take positions one transaction after the other: a
-position is only ever drawn after every smaller one has committed (or rolled
-back, leaving a gap). A reader that has seen position P has therefore seen
-everything at or below P, on PostgreSQL as on SQLite (whose write transactions
-are serial anyway). A plain sequence would not do: on PostgreSQL a number drawn
-early can commit after a larger one was already read. The lock is a row lock
-inside one transaction, so it holds behind PgBouncer's transaction pooling too.
-Locks are always taken session row first, then chat rows, so writers can't deadlock.
+Every write takes its session's lock and draws its positions in the session's
+change order (change_order.py) inside its transaction, before it touches a chat,
+so a follower of the changes feed never misses a change.
 """
 import functools
 
-from peewee import PostgresqlDatabase
-
+import change_order
 import models
 import reads
 from models import Chat, ChatTombstone, database
@@ -44,17 +32,6 @@ class ChatGone(Exception):
     """The chat was deleted between its lookup and the write."""
 
 
-def draw_positions(session_id, count):
-    """Reserve `count` positions in the session's change order; returns the last one (the current one for 0).
-
-    Must run inside the write's transaction: it is also the session's write lock.
-    """
-    cursor = database.execute_sql(
-        'UPDATE "session" SET "change_seq" = "change_seq" + {p} WHERE "id" = {p} RETURNING "change_seq"'
-        .format(p=database.obj.param), [count, session_id])
-    return cursor.fetchone()[0]
-
-
 # --- PATCH ------------------------------------------------------------------------
 
 def _lock(query):
@@ -67,15 +44,15 @@ def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
 
     Raises ChatGone when the chat no longer exists, ChatRuleError when a rule refuses the change.
 
-    The session row is locked first (by drawing the change position), so two
+    The session is locked first (by drawing the change position), so two
     concurrent pins are counted one after the other and can't both slip past
     the limit. `expected(chat)`, when given, is called on the locked row before
     anything is written and may raise to refuse the write (If-Match).
     """
-    if _in_one_statement(changes, expected):
-        return _update_in_one_statement(chat_id, session_id, changes)
+    if expected is None and changes.get("pinned") is not True:
+        return _update_without_reading(chat_id, session_id, changes)
     with database.atomic():
-        position = draw_positions(session_id, 1)
+        [position] = change_order.draw_positions(session_id, 1)
         chat = _lock(Chat.select().where(Chat.id == chat_id)).dicts().first()
         if chat is None:
             raise ChatGone()  # a sync deleted it since the caller found it
@@ -90,25 +67,36 @@ def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
     return {**chat, **written}
 
 
-def _in_one_statement(changes, expected):
-    """PostgreSQL can draw the position and write the chat in one statement when no rule needs the row first
-    (no pin to count, no If-Match to compare): one round trip, and the session's lock held only that long."""
-    return isinstance(database.obj, PostgresqlDatabase) and expected is None and changes.get("pinned") is not True
+def _update_without_reading(chat_id, session_id, changes):
+    """No rule needs the row first (no pin to count, no If-Match to compare): the position drawn and the chat
+    written and returned, with the session's lock held only that long.
 
-
-def _update_in_one_statement(chat_id, session_id, changes):
-    # The CTE's UPDATE runs when its value is first needed, before the chat's row is locked: the same
-    # order as every other write (session, then chat). SQLite has no data-modifying CTE.
+    On PostgreSQL that is one statement, one round trip: the position is drawn
+    when the new row is computed, before the chat's row is locked, the same
+    order as every other write (session, then chat). SQLite runs the draw and
+    the UPDATE one after the other in one transaction.
+    """
     columns = sorted(changes)
-    cursor = database.execute_sql(
-        'WITH "position" AS (UPDATE "session" SET "change_seq" = "change_seq" + 1 WHERE "id" = %s '
-        'RETURNING "change_seq") UPDATE "chat" SET ' + "".join(f'"{column}" = %s, ' for column in columns)
-        + '"change_seq" = (SELECT "change_seq" FROM "position"), "changed_by" = %s WHERE "chat"."id" = %s '
-        'RETURNING ' + reads.CHAT_COLUMNS, [session_id, *(changes[column] for column in columns), API, chat_id])
-    row = cursor.fetchone()
+    assignments = "".join(f'"{column}" = {{p}}, ' for column in columns)
+    values = [changes[column] for column in columns]
+    if change_order.on_postgresql():
+        cursor = database.execute_sql(_patch_sql(assignments, change_order.NEXT_POSITION_SQL),
+                                      [*values, session_id, API, chat_id])
+        row = cursor.fetchone()
+    else:
+        with database.atomic():
+            [position] = change_order.draw_positions(session_id, 1)
+            cursor = database.execute_sql(_patch_sql(assignments, "{p}"), [*values, position, API, chat_id])
+            row = cursor.fetchone()  # before the commit, which ends SQLite's RETURNING
     if row is None:
         raise ChatGone()
     return dict(zip([column[0] for column in cursor.description], row))
+
+
+def _patch_sql(assignments, position):
+    return ('UPDATE "chat" SET ' + assignments + '"change_seq" = ' + position
+            + ', "changed_by" = {p} WHERE "chat"."id" = {p} RETURNING ' + reads.CHAT_COLUMNS
+            ).format(p=database.obj.param)
 
 
 def _check_can_pin(chat, changes, max_pinned):
@@ -136,7 +124,7 @@ def sync_chats(session_id, rows, delete_jids, new_chat_defaults):
     Rows are column dicts (see upsert_chats) and may be a stream of any length.
     The position returned follows everything this write did.
     """
-    position = draw_positions(session_id, 0)  # the session's lock, before any chat is touched
+    position = change_order.lock_session(session_id)  # before any chat is touched
     upserted, position = upsert_chats(session_id, rows, new_chat_defaults, position)
     deleted, position = delete_chats(session_id, delete_jids, position)
     return upserted, deleted, position
@@ -169,20 +157,19 @@ def upsert_chats(session_id, rows, new_chat_defaults, position):
 
 
 def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
-    last = draw_positions(session_id, len(rows))
+    positions = change_order.draw_positions(session_id, len(rows))
     if has_tombstones:
         # A jid is live or tombstoned, never both: stored again, it is no longer deleted.
         _delete_where_jid_in(ChatTombstone, session_id, [row["jid"] for row in rows])
     insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT, changed_by=SYNC)
     columns = sorted(set(insert_defaults) | set(keys) | {"change_seq"})
-    first = last - len(rows) + 1
     params = []
-    for offset, row in enumerate(rows):
+    for position, row in zip(positions, rows):
         params.append(session_id)
-        row = {**row, "change_seq": first + offset, "changed_by": SYNC}
+        row = {**row, "change_seq": position, "changed_by": SYNC}
         params.extend(row.get(name, insert_defaults.get(name)) for name in columns)
     database.execute_sql(_upsert_sql(database.obj.param, tuple(keys), tuple(columns), len(rows)), params)
-    return last
+    return positions[-1]
 
 
 @functools.lru_cache(maxsize=64)
@@ -208,14 +195,14 @@ def delete_chats(session_id, jids, position):
     deleted = [row[0] for row in _delete_where_jid_in(Chat, session_id, jids, returning='"jid"')]
     if not deleted:
         return 0, position
-    last = draw_positions(session_id, len(deleted))
+    positions = change_order.draw_positions(session_id, len(deleted))
     now = models.now_utc()
-    (ChatTombstone.insert_many([{"session": session_id, "jid": jid, "change_seq": last - offset, "deleted_at": now}
-                                for offset, jid in enumerate(deleted)])
+    (ChatTombstone.insert_many([{"session": session_id, "jid": jid, "change_seq": position, "deleted_at": now}
+                                for position, jid in zip(positions, deleted)])
      .on_conflict(conflict_target=[ChatTombstone.session, ChatTombstone.jid],
                   preserve=[ChatTombstone.change_seq, ChatTombstone.deleted_at])
      .execute())
-    return len(deleted), last
+    return len(deleted), positions[-1]
 
 
 def _delete_where_jid_in(model, session_id, jids, returning=None):

@@ -10,6 +10,7 @@ import psycopg2.extensions
 import pytest
 
 import models
+import reads
 from conftest import SESSION_ID, add_chats, chat_url
 
 STATEMENTS = []
@@ -88,3 +89,40 @@ def test_refusals_cost_one_round_trip_too(client, tokens, orgs, round_trips, sta
     # A JWT's missing capability is known from the token alone: no read at all. An API key's comes with the read.
     expected = 0 if status == 403 and tokens[token].count(".") == 2 else 1
     assert len(round_trips) == expected, round_trips
+
+
+def test_patch_writes_without_reading_the_chat_again(client, headers, orgs, round_trips, database_url):
+    """PATCH without a pin to count or If-Match to compare: after the request's read, the change position is
+    drawn and the chat written at once, holding the session's lock only that long; on PostgreSQL in one
+    statement, on SQLite in two, in one transaction."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = chat_url(SESSION_ID, "1@s.whatsapp.net")
+    client.patch(url, headers=headers, json={"archived": True})
+    round_trips.clear()
+    response = client.patch(url, headers=headers, json={"archived": False})
+    assert response.status_code == 200
+    assert response.get_json()["archived"] is False
+    writes = round_trips[1:]
+    if database_url.startswith("sqlite"):
+        assert [sql.split(" SET ")[0] for sql in writes] == [
+            'BEGIN IMMEDIATE', 'UPDATE "session"', 'UPDATE "chat"', 'COMMIT'], round_trips
+        assert writes[2].endswith('RETURNING ' + reads.CHAT_COLUMNS), round_trips
+    else:
+        assert len(writes) == 1, round_trips
+        assert writes[0].startswith('UPDATE "chat" SET "archived" = %s, "change_seq" = (SELECT nextval('), round_trips
+        assert "pg_advisory_xact_lock" in writes[0], round_trips
+        assert writes[0].endswith('RETURNING ' + reads.CHAT_COLUMNS), round_trips
+
+
+def test_patch_with_if_match_reads_the_locked_row(client, headers, orgs, round_trips):
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = chat_url(SESSION_ID, "1@s.whatsapp.net")
+    etag = client.get(url, headers=headers).headers["ETag"]
+    round_trips.clear()
+    response = client.patch(url, headers={**headers, "If-Match": etag}, json={"archived": True})
+    assert response.status_code == 200
+    # The position drawn (the session's lock), then the chat read under it to compare its ETag, then written.
+    drawn = [n for n, sql in enumerate(round_trips)
+             if sql.startswith('UPDATE "session" SET "change_seq"') or sql.startswith("SELECT nextval(")]
+    read = [n for n, sql in enumerate(round_trips) if sql.startswith('SELECT') and 'FROM "chat"' in sql]
+    assert len(drawn) == 1 and read and read[-1] > drawn[0], round_trips

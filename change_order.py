@@ -1,0 +1,70 @@
+"""Positions in a session's change order (contract §10), drawn so that a follower of the feed never misses one.
+
+The rule: a session's writers draw their positions one transaction after the
+other, each holding the session's lock from its draw until it commits. A
+position is then only ever drawn after every smaller one of that session has
+committed (or rolled back, leaving a gap), so a reader that has seen position P
+has seen everything of the session at or below P. A bare sequence would not do:
+a number drawn early can commit after a larger one was already read.
+
+- SQLite has one writer at a time anyway; the counter is the session row's
+  change_seq, bumped inside the write's transaction.
+- PostgreSQL takes a transaction-level advisory lock on the session, then draws
+  from the `change_position` sequence (migration 0003). The lock ends with the
+  transaction, so it holds behind PgBouncer's transaction pooling too, and no
+  row is written for it: a PATCH updates the chat alone, where a counter in the
+  session row made every PATCH update two rows. Positions are increasing within
+  a session and shared by all sessions, so there are gaps; only their order matters.
+
+Locks are always taken in one order, the session's first, then chat rows, so
+writers can't deadlock.
+"""
+from peewee import PostgresqlDatabase
+
+from models import database
+
+# The advisory lock's first key: Chatstore's namespace, so other users of advisory locks in the same database
+# don't share ours. The second key is the session id's hash; two sessions whose hashes collide only queue
+# behind each other, which costs time, never correctness.
+LOCK_NAMESPACE = 0x43686174  # "Chat"
+_LOCKED = ('(SELECT pg_advisory_xact_lock(%d, hashtext({p})) OFFSET 0) AS "locked"' % LOCK_NAMESPACE)
+# OFFSET 0 keeps PostgreSQL from folding the lock's subquery away: a value drawn FROM it is drawn after the lock.
+NEXT_POSITION_SQL = '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')'
+
+
+def on_postgresql():
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+def lock_session(session_id):
+    """Take the session's write lock for the rest of the transaction; the session's latest position.
+
+    Must run inside the write's transaction. Any later write of the session draws a larger position.
+    """
+    if not on_postgresql():
+        return _bump_counter(session_id, 0)
+    database.execute_sql("SELECT 1 FROM " + _LOCKED.format(p="%s"), [session_id])
+    # is_called is false only before the first draw, when last_value has not been handed out yet.
+    cursor = database.execute_sql(
+        'SELECT CASE WHEN "is_called" THEN "last_value" ELSE "last_value" - 1 END FROM "change_position"')
+    return cursor.fetchone()[0]
+
+
+def draw_positions(session_id, count):
+    """`count` new positions of the session, increasing, under its write lock; inside the write's transaction."""
+    if count == 0:
+        return []
+    if not on_postgresql():
+        last = _bump_counter(session_id, count)
+        return list(range(last - count + 1, last + 1))
+    cursor = database.execute_sql(
+        'SELECT nextval(\'change_position\') FROM ' + _LOCKED.format(p="%s")
+        + ' CROSS JOIN generate_series(1, %s) ORDER BY 1', [session_id, count])
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _bump_counter(session_id, count):
+    cursor = database.execute_sql(
+        'UPDATE "session" SET "change_seq" = "change_seq" + {p} WHERE "id" = {p} RETURNING "change_seq"'
+        .format(p=database.obj.param), [count, session_id])
+    return cursor.fetchone()[0]
