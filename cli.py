@@ -21,6 +21,7 @@ import writes
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
 from lines import load_line
+from read_ahead import read_ahead
 from schemas import is_ulid
 
 DEMO_ORG_ID = "demo"
@@ -192,7 +193,7 @@ def import_rows(session_id, rows, progress=False):
     counted = _Counter(rows, progress)
     writes.use_bulk_cache()
     with models.database.atomic():
-        writes.sync_chats(session_id, counted, [], writes.NEW_CHAT_DEFAULTS)
+        writes.sync_chats(session_id, counted, [], writes.NEW_CHAT_DEFAULTS, bulk=True)
     counted.finish()
     return counted.count
 
@@ -228,7 +229,7 @@ def import_chats(session_id, file):
             raise click.ClickException(f"no session {session_id}")
         try:
             # Progress only on a terminal: stdout carries just the count, for scripts.
-            count = import_rows(session_id, chat_rows(file), progress=sys.stderr.isatty())
+            count = import_rows(session_id, read_ahead(chat_rows(file)), progress=sys.stderr.isatty())
         except UnicodeDecodeError:
             raise click.ClickException("the file is not UTF-8; nothing was imported") from None
     click.echo(count)

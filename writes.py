@@ -5,6 +5,8 @@ change order (change_order.py) inside its transaction, before it touches a chat,
 so a follower of the changes feed never misses a change.
 """
 import functools
+import io
+import itertools
 
 import change_order
 import models
@@ -14,6 +16,7 @@ from models import Chat, ChatTombstone, database
 API = "api"    # a PATCH
 SYNC = "sync"  # a sync, an import, the demo
 UPSERT_BATCH_SIZE = 1000
+COPY_BATCH_SIZE = 20_000  # rows per COPY on PostgreSQL's bulk path (import-chats)
 # What a new chat holds for each key a sync entry or import line leaves out.
 NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
                      "archived": False, "pinned": False, "muted_until": None}
@@ -118,19 +121,22 @@ def use_bulk_cache():
         database.execute_sql("PRAGMA cache_size = -65536")  # KiB: 64 MiB
 
 
-def sync_chats(session_id, rows, delete_jids, new_chat_defaults):
+def sync_chats(session_id, rows, delete_jids, new_chat_defaults, bulk=False):
     """Upsert `rows`, then delete `delete_jids`, in the caller's transaction; (rows upserted, chats deleted, position).
 
     Rows are column dicts (see upsert_chats) and may be a stream of any length.
-    The position returned follows everything this write did.
+    The position returned follows everything this write did. `bulk` sends
+    the rows with COPY on PostgreSQL, outside a gevent worker only: psycopg2
+    can't COPY on a connection that waits cooperatively.
     """
     position = change_order.lock_session(session_id)  # before any chat is touched
-    upserted, position = upsert_chats(session_id, rows, new_chat_defaults, position)
+    upserted, position = upsert_chats(session_id, rows, new_chat_defaults, position,
+                                      by_copy=bulk and change_order.on_postgresql())
     deleted, position = delete_chats(session_id, delete_jids, position)
     return upserted, deleted, position
 
 
-def upsert_chats(session_id, rows, new_chat_defaults, position):
+def upsert_chats(session_id, rows, new_chat_defaults, position, by_copy=False):
     """Insert or update chats by (session, jid), each row writing only its own keys; (row count, last position).
 
     A new chat takes new_chat_defaults for the keys its row leaves out, an
@@ -139,53 +145,91 @@ def upsert_chats(session_id, rows, new_chat_defaults, position):
     INSERT … ON CONFLICT can't touch a row twice (so the later row wins key by key).
     """
     has_tombstones = ChatTombstone.select().where(ChatTombstone.session == session_id).exists()
+    batch_size = COPY_BATCH_SIZE if by_copy else UPSERT_BATCH_SIZE
     count, batch, batch_keys, batch_jids = 0, [], None, set()
     for row in rows:
         count += 1
         if "last_message_at" in row:
-            row = {**row, "sort_at": models.sort_at_for(row["last_message_at"])}
+            row["sort_at"] = models.sort_at_for(row["last_message_at"])  # the row is this write's own
         keys = tuple(sorted(row))
-        if batch and (keys != batch_keys or row["jid"] in batch_jids or len(batch) >= UPSERT_BATCH_SIZE):
-            position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones)
+        if batch and (keys != batch_keys or row["jid"] in batch_jids or len(batch) >= batch_size):
+            position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones, by_copy)
             batch, batch_jids = [], set()
         batch.append(row)
         batch_keys = keys
         batch_jids.add(row["jid"])
     if batch:
-        position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones)
+        position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones, by_copy)
     return count, position
 
 
-def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
+def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones, by_copy):
     positions = change_order.draw_positions(session_id, len(rows))
     if has_tombstones:
         # A jid is live or tombstoned, never both: stored again, it is no longer deleted.
         _delete_where_jid_in(ChatTombstone, session_id, [row["jid"] for row in rows])
-    insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT, changed_by=SYNC)
-    columns = sorted(set(insert_defaults) | set(keys) | {"change_seq"})
-    params = []
-    for position, row in zip(positions, rows):
-        params.append(session_id)
-        row = {**row, "change_seq": position, "changed_by": SYNC}
-        params.extend(row.get(name, insert_defaults.get(name)) for name in columns)
-    database.execute_sql(_upsert_sql(database.obj.param, tuple(keys), tuple(columns), len(rows)), params)
+    insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT)
+    # Every row writes its place in the change order, then its keys, a new chat taking the defaults for the rest.
+    carried = tuple(sorted(set(insert_defaults) | set(keys)))
+    columns = ("session_id", "change_seq", "changed_by") + carried
+    defaults = [(name, insert_defaults.get(name)) for name in carried]
+    values = ([session_id, position, SYNC, *[row.get(name, default) for name, default in defaults]]
+              for position, row in zip(positions, rows))
+    if by_copy:
+        _copy_upsert(tuple(keys), columns, values)
+    else:
+        database.execute_sql(_values_upsert_sql(database.obj.param, tuple(keys), columns, len(rows)),
+                             list(itertools.chain.from_iterable(values)))
     return positions[-1]
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert_sql(placeholder, keys, columns, row_count):
-    """INSERT … ON CONFLICT for row_count rows, written once per shape.
+def _values_upsert_sql(placeholder, keys, columns, row_count):
+    """INSERT … VALUES … ON CONFLICT for row_count rows, written once per shape.
 
     Built as text rather than with peewee's query builder: at a million rows,
     building a node per value cost more than the database's own work.
     """
-    row = "(" + ", ".join([placeholder] * (len(columns) + 1)) + ")"
-    column_list = ", ".join('"%s"' % name for name in ("session_id",) + columns)
+    row = "(" + ", ".join([placeholder] * len(columns)) + ")"
+    return f'INSERT INTO "chat" ({_column_list(columns)}) VALUES {", ".join([row] * row_count)} {_on_conflict(keys)}'
+
+
+def _copy_upsert(keys, columns, values):
+    """The same upsert, its rows sent with COPY into a temporary table, then inserted from there in one statement:
+    a 1,000-row VALUES list cost PostgreSQL more to parse and plan than to write."""
+    cursor = database.cursor()
+    # The table lives until the transaction ends (PgBouncer's transaction pooling is fine with that).
+    cursor.execute('CREATE TEMPORARY TABLE IF NOT EXISTS "chat_staging" ON COMMIT DROP AS '
+                   'SELECT * FROM "chat" WITH NO DATA')
+    cursor.execute('TRUNCATE "chat_staging"')
+    text = "".join(map(_copy_line, values))
+    cursor.copy_expert(f'COPY "chat_staging" ({_column_list(columns)}) FROM STDIN', io.StringIO(text))
+    cursor.execute(f'INSERT INTO "chat" ({_column_list(columns)}) SELECT {_column_list(columns)} '
+                   f'FROM "chat_staging" {_on_conflict(keys)}')
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_line(values):
+    """A row in COPY's text format. Written inline, value by value, since it runs for every value of an import:
+    only a text holding a backslash or a control character needs escaping."""
+    return "\t".join([
+        "\\N" if value is None else "t" if value is True else "f" if value is False
+        else (value.translate(_COPY_ESCAPES) if "\\" in value or not value.isprintable() else value)
+        if type(value) is str else str(value)
+        for value in values]) + "\n"
+
+
+def _column_list(columns):
+    return ", ".join(f'"{name}"' for name in columns)
+
+
+def _on_conflict(keys):
     # On conflict, only the keys the lines carried are written, and the chat's new place in the change order.
     written = [key for key in keys if key not in ("jid", "type")] + ["change_seq", "changed_by"]
-    updated = ", ".join('"%s" = EXCLUDED."%s"' % (key, key) for key in written)
-    return ('INSERT INTO "chat" (%s) VALUES %s ON CONFLICT ("session_id", "jid") DO UPDATE SET %s'
-            % (column_list, ", ".join([row] * row_count), updated))
+    return ('ON CONFLICT ("session_id", "jid") DO UPDATE SET '
+            + ", ".join(f'"{key}" = EXCLUDED."{key}"' for key in written))
 
 
 def delete_chats(session_id, jids, position):

@@ -4,20 +4,16 @@
   `import-chats` of the same 100,000 lines in the same run (chats per second each);
 - a changes page (limit 100) from the start of a 1k session, from the start of the 1M session, and from
   900,000 changes deep into it, driven by wrk: p50 ratios to the 1k page;
-- PATCH throughput of this build against the build just before change stamping (commit BEFORE_STAMPING,
-  checked out with `git worktree` and served on the same database with the same settings), so the ratio is
-  the cost of drawing a position and stamping it, measured in one run.
+- PATCH throughput with change stamping against the same build with it switched off (bench/unstamped.py),
+  both served at once on the same database with the same settings and driven in turn, round after round; the
+  medians' ratio is the cost of drawing a position and stamping it.
 """
 import json
-import shutil
-import subprocess
-import tempfile
 import time
 
 import requests
 from ulid import ULID
 
-BEFORE_STAMPING = "3adf519"  # the last commit whose PATCH wrote no change position
 SYNC_CHATS, SYNC_BATCH = 100_000, 1_000
 
 
@@ -71,17 +67,3 @@ def deep_since(env, session_id, depth):
         position = (models.Chat.select(models.Chat.change_seq).where(models.Chat.session == session_id)
                     .order_by(models.Chat.change_seq).offset(depth - 1).limit(1).scalar())
     return cursors.encode_since(env["SECRET_KEY"].encode(), session_id, position)
-
-
-class BaselineCheckout:
-    """The build before change stamping, in a temporary git worktree."""
-
-    def __init__(self, root):
-        self.root = root
-        self.path = tempfile.mkdtemp(prefix="chatstore-before-stamping-")
-        subprocess.run(["git", "worktree", "add", "--detach", self.path, BEFORE_STAMPING], cwd=root, check=True,
-                       capture_output=True)
-
-    def remove(self):
-        subprocess.run(["git", "worktree", "remove", "--force", self.path], cwd=self.root, capture_output=True)
-        shutil.rmtree(self.path, ignore_errors=True)

@@ -130,6 +130,25 @@ def test_import_same_jid_twice_keeps_the_last_line(runner, orgs):
     assert stored("1@s.whatsapp.net")["name"] == "b"
 
 
+@pytest.mark.parametrize("name", ["tab\there", "two\nlines", "carriage\rreturn", "back\\slash", "\\N", "\\t",
+                                  "", "None", "Ünïcödé ✓ 😀", "zero\u200bwidth", "bell\x07", " spaced "])
+def test_import_stores_any_name_exactly(runner, orgs, name):
+    """On PostgreSQL an import goes through COPY's text format: what it escapes must come back as sent."""
+    line = json.dumps({"jid": "1@s.whatsapp.net", "name": name}) + "\n"
+    assert runner.invoke(args=["import-chats", SESSION_ID, "-"], input=line).stdout == "1\n"
+    assert stored("1@s.whatsapp.net")["name"] == name
+
+
+def test_a_bad_line_after_many_batches_keeps_nothing(runner, orgs):
+    """Batches already sent (COPY's too) are rolled back when a later line is bad."""
+    add_chats(SESSION_ID, {"jid": "0@s.whatsapp.net", "name": "before"})
+    good = "".join(json.dumps({"jid": f"{n}@s.whatsapp.net", "name": "after"}) + "\n" for n in range(45_000))
+    result = runner.invoke(args=["import-chats", SESSION_ID, "-"], input=good + "{}\n")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == "Error: line 45001: jid: Missing data for required field.; nothing was imported\n"
+    assert _chat_count() == 1 and stored("0@s.whatsapp.net")["name"] == "before"
+
+
 @pytest.mark.parametrize("bad_line, reason", [
     ("not json", "not valid JSON"),
     ("[1]", "must be a JSON object"),
