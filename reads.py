@@ -1,12 +1,19 @@
 """The hot reads, one database round trip each.
 
-Every read an API request makes is one statement of two parts, joined by
-UNION ALL: a head row saying who the caller is and whether the session is
-theirs, and the body (one chat, a page of chats, a page of changes):
+Every read an API request makes is one statement: a head saying who the
+caller is and whether the session is theirs, joined to the body (one chat, a
+page of chats, a page of changes), which is read only if the session is theirs:
 
-    SELECT 0 AS part, <the API key's row, the session if it is the caller's>  -- the head
-    UNION ALL
-    SELECT 1 AS part, <the body's rows> WHERE EXISTS (<the session is the caller's>)
+    SELECT <head columns>, <body columns>
+    FROM <the API key's row> LEFT JOIN <the session, if it is the caller's>
+    LEFT JOIN (SELECT * FROM (<the body>) WHERE EXISTS (<the session is the caller's>)) AS body ON TRUE
+
+Each result row is the head, with a row of the body, or with nulls when the
+body is empty. One chat needs no gate: the chat table is joined to the head's
+session row itself, which is only there when the session is the caller's.
+(A UNION ALL of the head and the body, this module's first form, cost
+PostgreSQL half as much again to plan; GET of one chat went from ~0.7 ms to
+~0.5 ms in-process.)
 
 An API key is looked up in that same statement, so a request with a key costs
 what a request with a login JWT costs. The key's own conditions (not revoked,
@@ -72,68 +79,92 @@ class Read:
         return self.head is not None and self.head["owned_session"] is not None
 
 
+HEAD_NAMES = tuple(name for name, _, _ in KEY_FIELDS + SESSION_FIELDS)
+
+
 def read(owner, session_id, body_sql, body_params, body_fields, order_by=""):
-    """One statement: the head for owner and session, then the body's rows if the session is the owner's."""
-    sql, params = statement(owner, session_id, body_sql, body_params, body_fields, order_by)
+    """One statement: the head for owner and session, then the body's rows if the session is the owner's.
+
+    The body is a query of its own (a page, say), read only when a gate, evaluated once before it, finds the
+    session is the owner's. Every body has a jid (a chat's or a tombstone's): a row without one is the head alone.
+    """
+    return _run(owner, session_id, _gated_body_text, body_sql, body_params, body_fields, order_by)
+
+
+def _run(owner, session_id, body_text, body, body_params, body_fields, order_by):
+    sql, params = statement(owner, session_id, body, body_params, body_fields, order_by, body_text)
     cursor = database.execute_sql(sql, params)
     names = [column[0] for column in cursor.description]
     rows = [dict(zip(names, row)) for row in cursor.fetchall()]
-    head = rows[0] if rows and rows[0]["part"] == 0 else None
-    return Read(head, [row for row in rows if row["part"] == 1])
+    if not rows:
+        return Read(None, [])
+    head = {name: rows[0][name] for name in HEAD_NAMES}
+    return Read(head, [row for row in rows if row["jid"] is not None])
 
 
-def statement(owner, session_id, body_sql, body_params, body_fields, order_by=""):
-    """The SQL text, with the driver's placeholders, and the parameters of a read."""
+def statement(owner, session_id, body, body_params, body_fields, order_by="", body_text=None):
+    """The SQL text, with the driver's placeholders, and the parameters of a read (a gated body by default)."""
+    body_text = body_text or _gated_body_text
     by_key = owner.key_digest is not None
-    sql = _statement_text(by_key, owner.capability, body_sql, body_fields, order_by, database.obj.param)
+    sql = _statement_text(by_key, owner.capability, body_text, body, body_fields, order_by, database.obj.param)
+    gated = body_text is _gated_body_text
     if by_key:
         may = HOLDING[owner.capability]
-        head_params = [session_id, *may, owner.key_digest]
-        condition_params = [session_id, owner.key_digest, *may]
-    else:
-        head_params = [session_id, owner.org_id] * 2
-        condition_params = [session_id, owner.org_id]
-    return sql, head_params + list(body_params) + condition_params
+        gate = [session_id, owner.key_digest, *may] if gated else []
+        return sql, [session_id, *may, *body_params, *gate, owner.key_digest]
+    return sql, [session_id, owner.org_id, *body_params, *([session_id, owner.org_id] if gated else [])]
 
 
 @functools.lru_cache(maxsize=64)
-def _statement_text(by_key, capability, body_sql, body_fields, order_by, placeholder):
+def _statement_text(by_key, capability, body_text, body, body_fields, order_by, placeholder):
     """Written once per shape: building it cost more than the database's own work on SQLite."""
-    head_columns, head_from = _head(by_key, capability)
-    body_names = ", ".join(f'"body"."{name}"' for name, _, _ in body_fields)
-    sql = ('SELECT 0 AS "part", ' + head_columns + ", " + _nulls(body_fields) + (" " + head_from if head_from else "")
-           + " UNION ALL "
-           "SELECT 1, " + _nulls(KEY_FIELDS + SESSION_FIELDS) + ", " + body_names + ' FROM (' + body_sql
-           + ') AS "body" WHERE ' + _owns_session(by_key, capability) + ' ORDER BY "part"'
-           + (", " + order_by if order_by else ""))
+    body_columns, body_from = body_text(by_key, capability, body, body_fields)
+    sql = ("SELECT " + _head_columns(by_key) + ", " + body_columns + " " + _head_source(by_key, capability)
+           + " " + body_from + (' WHERE "api_key"."digest" = {p}' if by_key else "")
+           + (" ORDER BY " + order_by if order_by else ""))
     return sql.format(p=placeholder)
 
 
-def _nulls(fields):
-    return ", ".join(f'CAST(NULL AS {sql_type}) AS "{name}"' for name, sql_type, _ in fields)
+def _gated_body_text(by_key, capability, body_sql, body_fields):
+    """A body query joined to the head, behind the gate (its parameters follow the body's)."""
+    return (", ".join(f'"body"."{name}" AS "{name}"' for name, _, _ in body_fields),
+            'LEFT JOIN (SELECT * FROM (' + body_sql + ') AS "unchecked" WHERE ' + _owns_session(by_key, capability)
+            + ') AS "body" ON TRUE')
+
+
+def _joined_body_text(by_key, capability, join, body_fields):
+    """A table joined to the head's session row, which is there only when the session is the caller's: the
+    join itself is the gate (PostgreSQL plans this in half the time of a gated body)."""
+    return _columns(body_fields), join
 
 
 def _columns(fields):
     return ", ".join(f'{expression} AS "{name}"' for name, _, expression in fields)
 
 
-def _head(by_key, capability):
-    """(its columns, its FROM clause): the key's row (for an API key) and the session if owned.
+def _head_columns(by_key):
+    if not by_key:
+        return ", ".join(f'NULL AS "{name}"' for name, _, _ in KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
+    return _columns(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
 
-    Parameters: the session id and org id twice, or the session id, the capability's texts and the digest.
+
+def _head_source(by_key, capability):
+    """The FROM of the head: one row for a JWT, one row for an API key that exists (none for one that doesn't),
+    the session joined only if it is the caller's.
+
+    Parameters: the session id and org id, or the session id and the capability's texts (the digest comes last,
+    in the statement's WHERE).
     """
     if not by_key:
-        # One row whatever the session: each column a primary-key lookup of it, null when it isn't the org's.
-        owned = '(SELECT "session"."{column}" FROM "session" WHERE "session"."id" = {{p}} AND "session"."org_id" = {{p}})'
-        return (_nulls(KEY_FIELDS) + ", " + ", ".join(f'{owned.format(column=column)} AS "{name}"' for name, column in
-                                                      (("owned_session", "id"), ("purged_seq", "purged_seq"))), "")
-    return (_columns(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS),
-            'FROM "api_key" LEFT JOIN "session" ON "session"."id" = {p} AND "session"."org_id" = "api_key"."org_id" '
-            'AND "api_key"."revoked_at" IS NULL AND ' + _key_may(capability) + ' WHERE "api_key"."digest" = {p}')
+        return ('FROM (SELECT 1 AS "caller") AS "caller" LEFT JOIN "session" '
+                'ON "session"."id" = {p} AND "session"."org_id" = {p}')
+    return ('FROM "api_key" LEFT JOIN "session" ON "session"."id" = {p} AND "session"."org_id" = "api_key"."org_id" '
+            'AND "api_key"."revoked_at" IS NULL AND ' + _key_may(capability))
 
 
 def _owns_session(by_key, capability):
-    """SQL true when the session is the owner's (a constant: evaluated once, before the body is read).
+    """SQL true when the session is the owner's (a constant: evaluated once, before the body is read, so a caller
+    who may not read it never reaches a chat).
 
     Parameters: the session id and org id, or the session id, the digest and the capability's texts.
     """
@@ -147,9 +178,10 @@ def _owns_session(by_key, capability):
 # --- one chat -------------------------------------------------------------------
 
 def find_chat(owner, session_id, jid):
-    """The head, and the chat (a list of at most one row)."""
-    return read(owner, session_id, 'SELECT ' + CHAT_COLUMNS + ' FROM "chat" '
-                'WHERE "chat"."session_id" = {p} AND "chat"."jid" = {p}', [session_id, jid], CHAT_FIELDS)
+    """The head, and the chat (a list of at most one row), joined to the head's session row."""
+    return _run(owner, session_id, _joined_body_text,
+                'LEFT JOIN "chat" ON "chat"."session_id" = "session"."id" AND "chat"."jid" = {p}', [jid],
+                CHAT_FIELDS, "")
 
 
 # --- a page of chats ---------------------------------------------------------------
