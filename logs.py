@@ -42,8 +42,10 @@ def start_timer():
 
 def log_request(response):
     """One line per request; the caller is named by kind and org, never by token."""
-    caller = g.get("caller")
     g.elapsed_seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    if not request_log.isEnabledFor(logging.INFO):
+        return response
+    caller = g.get("caller")
     fields = {
         "method": request.method,
         "path": request.path,

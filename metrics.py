@@ -7,6 +7,7 @@ Labels are route templates, methods, statuses and outcome names — never a raw
 path, a token or an org — so nobody's secret reaches a metric and the series
 stay few.
 """
+import functools
 import hmac
 import os
 
@@ -32,12 +33,24 @@ def observe_request(response):
     """Count the answered request by its route template (never the raw path) and time it."""
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     method = request.method if request.method in METHODS else "OTHER"
-    REQUESTS.labels(route, method, str(response.status_code)).inc()
+    _requests(route, method, response.status_code).inc()
     if "database_error" in g:
         DATABASE_ERRORS.labels(g.database_error).inc()
     if "started" in g:
-        LATENCY.labels(route, method).observe(g.elapsed_seconds)
+        _latency(route, method).observe(g.elapsed_seconds)
     return response
+
+
+# Each labelled series looked up once per process: labels() validates and locks on every call, a cost per
+# request. The keys are bounded: route templates, known methods, statuses.
+@functools.lru_cache(maxsize=1024)
+def _requests(route, method, status):
+    return REQUESTS.labels(route, method, str(status))
+
+
+@functools.lru_cache(maxsize=256)
+def _latency(route, method):
+    return LATENCY.labels(route, method)
 
 
 def serve_metrics():
