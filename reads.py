@@ -170,9 +170,10 @@ def _owns_session(by_key, capability):
     """
     if not by_key:
         return 'EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})'
-    return ('EXISTS (SELECT 1 FROM "session" JOIN "api_key" ON "api_key"."org_id" = "session"."org_id" '
-            'WHERE "session"."id" = {p} AND "api_key"."digest" = {p} AND "api_key"."revoked_at" IS NULL '
-            'AND ' + _key_may(capability) + ')')
+    # The key's org as a scalar subquery rather than a join: PostgreSQL plans it faster.
+    return ('EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = '
+            '(SELECT "api_key"."org_id" FROM "api_key" WHERE "api_key"."digest" = {p} '
+            'AND "api_key"."revoked_at" IS NULL AND ' + _key_may(capability) + '))')
 
 
 # --- one chat -------------------------------------------------------------------
