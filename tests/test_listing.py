@@ -6,6 +6,7 @@ import random
 import peewee
 import pytest
 
+import feed
 import models
 import reads
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
@@ -275,6 +276,33 @@ def _plan(sql, params):
 
 def _is_sqlite():
     return isinstance(models.database.obj, peewee.SqliteDatabase)
+
+
+@pytest.mark.parametrize("owner", [reads.Owner(org_id="acme"), reads.Owner(key_digest="x" * 64, capability="read")])
+@pytest.mark.parametrize("shape", ["one chat", "session only", "changes"])
+def test_no_read_scans_the_chats(app, orgs, owner, shape):
+    """Every read reaches chats through an index, whatever the table's size (a body SQLite folded into the
+    join once scanned every chat to find none)."""
+    add_chats(SESSION_ID, *many_chats(200))
+    add_chats(OTHER_SESSION_ID, *many_chats(200, seed=8))
+    with models.database.connection_context():
+        models.database.execute_sql("ANALYZE")
+        if not _is_sqlite():
+            # On a small table PostgreSQL may rightly prefer a scan; what must hold is that an index can serve.
+            models.database.execute_sql("SET enable_seqscan = off")
+        if shape == "one chat":
+            sql, params = reads.statement(owner, SESSION_ID, 'LEFT JOIN "chat" ON "chat"."session_id" = "session"."id" '
+                                          'AND "chat"."jid" = {p}', ["1@s.whatsapp.net"], reads.CHAT_FIELDS, "",
+                                          reads._joined_body_text)
+        elif shape == "session only":
+            sql, params = reads.statement(owner, SESSION_ID, "", [], reads.CHAT_FIELDS, "", reads._no_body_text)
+        else:
+            sql, params = reads.statement(owner, SESSION_ID, feed.CHANGES_SQL, feed.changes_params(SESSION_ID, 5, 10),
+                                          feed.CHANGE_FIELDS, '"change_seq"')
+        plan = _plan(sql, params)
+        if not _is_sqlite():
+            models.database.execute_sql("RESET enable_seqscan")
+    assert "SCAN chat" not in plan and "Seq Scan on chat" not in plan, plan
 
 
 def test_deep_page_walks_the_display_index_without_scan_or_sort(app, orgs):
