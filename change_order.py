@@ -7,14 +7,21 @@ committed (or rolled back, leaving a gap), so a reader that has seen position P
 has seen everything of the session at or below P. A bare sequence would not do:
 a number drawn early can commit after a larger one was already read.
 
-- SQLite has one writer at a time anyway; the counter is the session row's
-  change_seq, bumped inside the write's transaction.
+- SQLite has one writer at a time (BEGIN IMMEDIATE), so the lock is there
+  already, and the next position is one past the session's latest: the
+  largest of its chats', its tombstones' (two index lookups) and the newest
+  purged. Every position a write commits stays in one of those: a chat only
+  moves up the order, a deleted chat's tombstone takes a later position, and a
+  purge keeps the newest position it removed.
 - PostgreSQL takes a transaction-level advisory lock on the session, then draws
   from the `change_position` sequence (migration 0003). The lock ends with the
-  transaction, so it holds behind PgBouncer's transaction pooling too, and no
-  row is written for it: a PATCH updates the chat alone, where a counter in the
-  session row made every PATCH update two rows. Positions are increasing within
-  a session and shared by all sessions, so there are gaps; only their order matters.
+  transaction, so it holds behind PgBouncer's transaction pooling too.
+  Positions are increasing within a session and shared by all sessions, so
+  there are gaps; only their order matters.
+
+Either way no row is written to take a position: a PATCH updates the chat
+alone, where a counter in the session row (this module's first form) made every
+PATCH update two rows.
 
 Locks are always taken in one order, the session's first, then chat rows, so
 writers can't deadlock.
@@ -28,8 +35,21 @@ from models import database
 # behind each other, which costs time, never correctness.
 LOCK_NAMESPACE = 0x43686174  # "Chat"
 _LOCKED = ('(SELECT pg_advisory_xact_lock(%d, hashtext({p})) OFFSET 0) AS "locked"' % LOCK_NAMESPACE)
-# OFFSET 0 keeps PostgreSQL from folding the lock's subquery away: a value drawn FROM it is drawn after the lock.
-NEXT_POSITION_SQL = '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')'
+# SQLite: the session's latest position (parameters: the session id three times).
+LATEST_SQLITE = ('MAX((SELECT COALESCE(MAX("change_seq"), 0) FROM "chat" WHERE "session_id" = {p}), '
+                 '(SELECT COALESCE(MAX("change_seq"), 0) FROM "chat_tombstone" WHERE "session_id" = {p}), '
+                 '(SELECT "purged_seq" FROM "session" WHERE "id" = {p}))')
+
+
+def next_position_sql():
+    """SQL for one new position of a session, inside a write's statement; (its text, how many session ids it takes).
+
+    On PostgreSQL, OFFSET 0 keeps the lock's subquery from being folded away: a value drawn FROM it is drawn
+    after the lock.
+    """
+    if on_postgresql():
+        return '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')', 1
+    return '(' + LATEST_SQLITE + ' + 1)', 3
 
 
 def on_postgresql():
@@ -42,7 +62,7 @@ def lock_session(session_id):
     Must run inside the write's transaction. Any later write of the session draws a larger position.
     """
     if not on_postgresql():
-        return _bump_counter(session_id, 0)
+        return _latest_on_sqlite(session_id)
     database.execute_sql("SELECT 1 FROM " + _LOCKED.format(p="%s"), [session_id])
     # is_called is false only before the first draw, when last_value has not been handed out yet.
     cursor = database.execute_sql(
@@ -55,16 +75,14 @@ def draw_positions(session_id, count):
     if count == 0:
         return []
     if not on_postgresql():
-        last = _bump_counter(session_id, count)
-        return list(range(last - count + 1, last + 1))
+        latest = _latest_on_sqlite(session_id)
+        return list(range(latest + 1, latest + count + 1))
     cursor = database.execute_sql(
         'SELECT nextval(\'change_position\') FROM ' + _LOCKED.format(p="%s")
         + ' CROSS JOIN generate_series(1, %s) ORDER BY 1', [session_id, count])
     return [row[0] for row in cursor.fetchall()]
 
 
-def _bump_counter(session_id, count):
-    cursor = database.execute_sql(
-        'UPDATE "session" SET "change_seq" = "change_seq" + {p} WHERE "id" = {p} RETURNING "change_seq"'
-        .format(p=database.obj.param), [count, session_id])
-    return cursor.fetchone()[0]
+def _latest_on_sqlite(session_id):
+    # Inside a write transaction: SQLite's write lock is already held (BEGIN IMMEDIATE).
+    return database.execute_sql("SELECT " + LATEST_SQLITE.format(p="?"), [session_id] * 3).fetchone()[0]

@@ -157,8 +157,8 @@ class Session(BaseModel):
     name = TextField(null=True)
     phone = TextField(null=True)
     created_at = DateTimeField(default=now_utc)
-    # SQLite: the last position drawn in this session's change order (change_order.py). PostgreSQL draws from a
-    # sequence instead and leaves this as it was before migration 0003.
+    # The counter of the session's change order until migration 0003; no longer written (change_order.py
+    # draws positions without writing the session row), kept so databases that had it keep their schema.
     change_seq = BigIntegerField(default=0)
     # The position of the newest tombstone purged: a `since` before it may have missed a deletion.
     purged_seq = BigIntegerField(default=0)

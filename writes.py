@@ -72,34 +72,30 @@ def update_chat(chat_id, session_id, changes, max_pinned, expected=None):
 
 def _update_without_reading(chat_id, session_id, changes):
     """No rule needs the row first (no pin to count, no If-Match to compare): the position drawn and the chat
-    written and returned, with the session's lock held only that long.
+    written and returned in one statement, with the session's lock held only that long.
 
-    On PostgreSQL that is one statement, one round trip: the position is drawn
-    when the new row is computed, before the chat's row is locked, the same
-    order as every other write (session, then chat). SQLite runs the draw and
-    the UPDATE one after the other in one transaction.
+    The position is drawn when the new row is computed, before the chat's row
+    is locked: the same order as every other write (session, then chat).
     """
     columns = sorted(changes)
-    assignments = "".join(f'"{column}" = {{p}}, ' for column in columns)
-    values = [changes[column] for column in columns]
+    position, session_ids = change_order.next_position_sql()
+    sql = ('UPDATE "chat" SET ' + "".join(f'"{column}" = {{p}}, ' for column in columns) + '"change_seq" = '
+           + position + ', "changed_by" = {p} WHERE "chat"."id" = {p} RETURNING ' + reads.CHAT_COLUMNS
+           ).format(p=database.obj.param)
+    params = [*(changes[column] for column in columns), *[session_id] * session_ids, API, chat_id]
     if change_order.on_postgresql():
-        cursor = database.execute_sql(_patch_sql(assignments, change_order.NEXT_POSITION_SQL),
-                                      [*values, session_id, API, chat_id])
-        row = cursor.fetchone()
+        row, names = _one_row(sql, params)  # one statement needs no transaction of its own
     else:
-        with database.atomic():
-            [position] = change_order.draw_positions(session_id, 1)
-            cursor = database.execute_sql(_patch_sql(assignments, "{p}"), [*values, position, API, chat_id])
-            row = cursor.fetchone()  # before the commit, which ends SQLite's RETURNING
+        with database.atomic():  # takes SQLite's write lock before the position is read
+            row, names = _one_row(sql, params)  # fetched before the commit, which ends SQLite's RETURNING
     if row is None:
         raise ChatGone()
-    return dict(zip([column[0] for column in cursor.description], row))
+    return dict(zip(names, row))
 
 
-def _patch_sql(assignments, position):
-    return ('UPDATE "chat" SET ' + assignments + '"change_seq" = ' + position
-            + ', "changed_by" = {p} WHERE "chat"."id" = {p} RETURNING ' + reads.CHAT_COLUMNS
-            ).format(p=database.obj.param)
+def _one_row(sql, params):
+    cursor = database.execute_sql(sql, params)
+    return cursor.fetchone(), [column[0] for column in cursor.description]
 
 
 def _check_can_pin(chat, changes, max_pinned):
@@ -236,10 +232,13 @@ def delete_chats(session_id, jids, position):
     """Delete the session's chats with these jids, leaving a tombstone each; (chats deleted, last position)."""
     if not jids:
         return 0, position
+    # Drawn before the chats go: on SQLite the next position is read off the session's stored ones, and a
+    # tombstone must come after the position its chat had (some may go unused: gaps are harmless).
+    positions = change_order.draw_positions(session_id, len(jids))
     deleted = [row[0] for row in _delete_where_jid_in(Chat, session_id, jids, returning='"jid"')]
     if not deleted:
         return 0, position
-    positions = change_order.draw_positions(session_id, len(deleted))
+    positions = positions[:len(deleted)]
     now = models.now_utc()
     (ChatTombstone.insert_many([{"session": session_id, "jid": jid, "change_seq": position, "deleted_at": now}
                                 for position, jid in zip(positions, deleted)])

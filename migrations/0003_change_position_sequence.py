@@ -1,12 +1,13 @@
-"""PostgreSQL draws change positions from one sequence under a per-session advisory lock (change_order.py).
+"""Change positions no longer counted in the session row (change_order.py): PostgreSQL draws them from one
+sequence under a per-session advisory lock, made here; SQLite reads them off the stored ones and needs nothing.
 
 The sequence starts past every position already stored, in any session, so
 each session's next position is larger than all of its earlier ones and a
-`since` a client already holds stays valid. SQLite keeps its per-session counter.
+`since` a client already holds stays valid.
 
 Upgrading a running deployment: the processes of the build before this one
-lock and count through the session row, so they and this build's processes
-don't queue behind each other. Stop the old processes before the new ones
+count through the session row (and on PostgreSQL lock it), so they and this
+build's processes don't agree on the next position. Stop the old processes before the new ones
 start writing (the Procfile's release step runs this migration before the new
 web processes start; stop the old ones then), or have feed followers start
 again from nothing after a rollout that overlapped.

@@ -1,6 +1,6 @@
-"""The change order's lock (change_order.py): a session's writers draw their positions one transaction after the
-other, whichever way they write, and each draws a larger position than the last; other sessions' writers don't
-wait for it on PostgreSQL (SQLite has one writer at a time anyway)."""
+"""The change order's lock (change_order.py): a session's writers take their positions one transaction after the
+other, whichever way they write, and each write lands after the last; other sessions' writers don't wait for it
+on PostgreSQL (SQLite has one writer at a time anyway)."""
 import importlib.util
 import os
 import threading
@@ -10,13 +10,15 @@ import pytest
 
 import change_order
 import models
+import writes
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url
+from lines import load_line
 
 HOLD_SECONDS = 0.3
 
 
 class Holder:
-    """An open write transaction of `session_id` that has drawn a position, on a connection of its own."""
+    """An open write transaction of `session_id` that has written a chat, on a connection of its own."""
 
     def __init__(self, session_id):
         self.session_id = session_id
@@ -26,7 +28,7 @@ class Holder:
         self.context.__enter__()
         self.transaction = models.database.atomic()
         self.transaction.__enter__()
-        [self.position] = change_order.draw_positions(self.session_id, 1)
+        self.position = write_one(self.session_id, "held@s.whatsapp.net")
         return self
 
     def __exit__(self, *exc_info):
@@ -47,9 +49,15 @@ def in_thread(function):
     return thread, outcome
 
 
-def draw_one(session_id):
+def write_one(session_id, jid):
+    """Store one chat, in the caller's transaction; its position."""
+    return writes.sync_chats(session_id, [load_line({"jid": jid, "name": "written"})], [], writes.NEW_CHAT_DEFAULTS)[2]
+
+
+def draw_one(session_id, jid="drawn@s.whatsapp.net"):
+    """A write of its own: one chat stored, on this thread's connection; its position."""
     with models.database.connection_context(), models.database.atomic():
-        return change_order.draw_positions(session_id, 1)[0]
+        return write_one(session_id, jid)
 
 
 def test_a_second_writer_of_the_session_draws_after_the_first_commits(orgs):
@@ -77,15 +85,24 @@ def test_a_patch_waits_for_the_sessions_writer_and_takes_a_later_position(client
     assert stored.archived is True and stored.change_seq > holder.position
 
 
-def test_each_draw_is_larger_than_the_last_and_a_batch_increases(orgs):
-    first = draw_one(SESSION_ID)
+def test_each_write_lands_after_the_last_and_a_batch_in_its_order(orgs):
+    first = draw_one(SESSION_ID, "first@s.whatsapp.net")
+    batch = [f"{n}@s.whatsapp.net" for n in range(5)]
     with models.database.connection_context(), models.database.atomic():
-        batch = change_order.draw_positions(SESSION_ID, 5)
-    assert len(batch) == 5 and batch == sorted(set(batch)) and batch[0] > first
+        last = writes.sync_chats(SESSION_ID, [load_line({"jid": jid}) for jid in batch], [], writes.NEW_CHAT_DEFAULTS)[2]
+        assert change_order.lock_session(SESSION_ID) == last
+    with models.database.connection_context():
+        positions = [models.Chat.get(models.Chat.jid == jid).change_seq for jid in batch]
+    assert positions == sorted(set(positions)) and positions[0] > first and positions[-1] == last
+    assert draw_one(SESSION_ID) > last
+    # A deleted chat's tombstone lands after the chat's own position, even when the chat was the latest.
     with models.database.connection_context(), models.database.atomic():
-        assert change_order.lock_session(SESSION_ID) >= batch[-1]
-        assert change_order.draw_positions(SESSION_ID, 0) == []
-    assert draw_one(SESSION_ID) > batch[-1]
+        deleted, after_delete = writes.sync_chats(SESSION_ID, [], [batch[-1], "drawn@s.whatsapp.net"],
+                                                  writes.NEW_CHAT_DEFAULTS)[1:]
+    assert deleted == 2 and after_delete > last
+    with models.database.connection_context():
+        tombstones = [stone.change_seq for stone in models.ChatTombstone.select()]
+    assert len(tombstones) == 2 and min(tombstones) > last
 
 
 def test_another_sessions_writer_does_not_wait(orgs, database_url):
