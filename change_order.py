@@ -57,9 +57,10 @@ def on_postgresql():
 
 
 def lock_session(session_id):
-    """Take the session's write lock for the rest of the transaction; the session's latest position.
+    """Hold the session's write lock for the rest of the transaction; the session's latest position.
 
-    Must run inside the write's transaction. Any later write of the session draws a larger position.
+    Must run inside the write's transaction (on SQLite, whose BEGIN IMMEDIATE already holds the database's
+    write lock, this only reads the position). Any later write of the session draws a larger position.
     """
     if not on_postgresql():
         return _latest_on_sqlite(session_id)
