@@ -35,6 +35,8 @@ from models import database
 # behind each other, which costs time, never correctness.
 LOCK_NAMESPACE = 0x43686174  # "Chat"
 _LOCKED = ('(SELECT pg_advisory_xact_lock(%d, hashtext({p})) OFFSET 0) AS "locked"' % LOCK_NAMESPACE)
+# Takes the session's lock until the transaction ends (parameter: the session id).
+LOCK_SQL = "SELECT 1 FROM " + _LOCKED.format(p="%s")
 # SQLite: the session's latest position (parameters: the session id three times).
 LATEST_SQLITE = ('MAX((SELECT COALESCE(MAX("change_seq"), 0) FROM "chat" WHERE "session_id" = {p}), '
                  '(SELECT COALESCE(MAX("change_seq"), 0) FROM "chat_tombstone" WHERE "session_id" = {p}), '
@@ -64,7 +66,7 @@ def lock_session(session_id):
     """
     if not on_postgresql():
         return _latest_on_sqlite(session_id)
-    database.execute_sql("SELECT 1 FROM " + _LOCKED.format(p="%s"), [session_id])
+    database.execute_sql(LOCK_SQL, [session_id])
     # is_called is false only before the first draw, when last_value has not been handed out yet.
     cursor = database.execute_sql(
         'SELECT CASE WHEN "is_called" THEN "last_value" ELSE "last_value" - 1 END FROM "change_position"')

@@ -103,26 +103,34 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
 
 
 class CooperativeSqliteDatabase(PooledSqliteDatabase):
-    """SQLite whose write transactions wait for the write lock in short slices, sleeping in between.
+    """SQLite whose write transactions wait for the write lock in Python, sleeping in between tries.
 
-    SQLite's own busy handler sleeps inside C, where gevent can't switch: one
-    request waiting out another process's write (a long import, say) would stall
-    every request of its worker. Here SQLite waits at most SQLITE_BUSY_SLICE_MS at
-    a time and `time.sleep` (gevent's, under gunicorn) lets the others run, up to
-    SQLITE_BUSY_TIMEOUT_MS in all. WAL readers never wait for writers.
+    SQLite's own busy handler sleeps inside C, a millisecond at least, where
+    gevent can't switch: two workers taking turns at the write lock would
+    stall each other's every request at each collision, and one request
+    waiting out another process's write (a long import, say) would stall every
+    request of its worker. Here BEGIN IMMEDIATE is tried with no busy wait at
+    all, and `time.sleep` (gevent's, under gunicorn) lets the others run
+    between tries, up to SQLITE_BUSY_TIMEOUT_MS in all. Other statements keep
+    the short busy wait (SQLITE_BUSY_SLICE_MS); WAL readers never wait for writers.
     """
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        pause = 0.0005
-        while True:
-            try:
-                return super().begin(lock_type)
-            except OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.005)
+        pause = 0.0001
+        connection = self.connection()
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    return super().begin(lock_type)
+                except OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SLICE_MS}")
 
 
 def migrate():

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 import requests
 
+import change_order
 from conftest import SESSION_ID, add_chats, app_environ, stored
 from serving import Gunicorn, SlowClients
 
@@ -104,14 +105,14 @@ def test_a_reload_under_load_fails_no_request(serve, keys):
 
 
 @contextlib.contextmanager
-def session_row_locked(database_url):
-    """Another connection holds the write lock a PATCH needs (the session row; SQLite's write lock)."""
+def session_locked(database_url):
+    """Another connection holds the lock a PATCH needs (the session's advisory lock; SQLite's write lock)."""
     if database_url.startswith("sqlite"):
         holder = sqlite3.connect(database_url[len("sqlite:///"):], isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
     else:
-        holder = psycopg2.connect(database_url)
-        holder.cursor().execute('SELECT 1 FROM "session" WHERE "id" = %s FOR UPDATE', [SESSION_ID])
+        holder = psycopg2.connect(database_url)  # not autocommit: the lock lasts until the rollback below
+        holder.cursor().execute(change_order.LOCK_SQL, [SESSION_ID])
     try:
         yield
     finally:
@@ -126,23 +127,26 @@ def test_a_stop_under_load_answers_every_accepted_request_then_exits(serve, keys
     url = f"{served.base}/api/v1/sessions/{SESSION_ID}/chats/{JID}"
     finish = run_load(served.base, headers, clients=4)
     in_flight, answers = [], []
-    with session_row_locked(database_url):
+    with session_locked(database_url):
         # PATCHes the workers have accepted and are working on: they wait for the lock.
         for n in range(6):
-            thread = threading.Thread(target=lambda: answers.append(
-                requests.patch(url, json={"mutedUntil": -1}, headers=headers, timeout=30).status_code))
+            thread = threading.Thread(target=lambda: answers.append((
+                requests.patch(url, json={"mutedUntil": -1}, headers=headers, timeout=30).status_code,
+                time.monotonic())))
             thread.start()
             in_flight.append(thread)
         time.sleep(0.5)
         served.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         time.sleep(1)
+        lock_ends = time.monotonic()
     for thread in in_flight:
         thread.join()
     exit_code = served.process.wait(timeout=30)
     took = time.monotonic() - stopped_at
     outcomes = finish()
-    assert answers == [200] * 6
+    assert [status for status, _ in answers] == [200] * 6
+    assert all(answered_at > lock_ends for _, answered_at in answers)  # each waited for the session's lock
     assert stored(JID)["muted_until"] == -1
     assert exit_code == 0 and took < 8 + 2, took
     # Load that came after the stop found the door closed; nothing that got an answer got an error.
