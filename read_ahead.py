@@ -54,4 +54,6 @@ def read_ahead(iterable, chunk_size=5_000, depth=4):
             yield from item
     finally:
         stopped.set()
-        producer.join()
+        # Bounded: a producer blocked reading a stalled pipe (a Ctrl-C mid-import) must not hold the exit;
+        # it is a daemon thread, gone with the process.
+        producer.join(timeout=1)

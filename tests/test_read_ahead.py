@@ -38,3 +38,19 @@ def test_leaving_the_loop_stops_the_producer():
     time.sleep(0.3)
     assert len(produced) == count <= 10 * 4  # at most a few chunks ahead, then nothing more
     assert not [thread for thread in threading.enumerate() if thread.name == "read-ahead"]
+
+
+def test_leaving_does_not_wait_for_a_producer_stuck_reading():
+    """An import interrupted while its input has stalled (a pipe that sends nothing) still exits promptly."""
+    release = threading.Event()
+
+    def stalled():
+        yield 1
+        release.wait(10)  # a read that doesn't return
+        yield 2
+    started = time.monotonic()
+    with pytest.raises(KeyError):
+        for _ in read_ahead(stalled(), chunk_size=1):
+            raise KeyError("the consumer fails")
+    assert time.monotonic() - started < 3
+    release.set()
