@@ -41,7 +41,7 @@ def etag_of(payload):
 def if_match_guard(dump):
     """A check of the locked row against If-Match for the write to run, or None when none was sent.
 
-    None lets the write skip reading the row before writing it (one statement on PostgreSQL).
+    None lets the write skip reading the row before writing it (one statement).
     """
     if "If-Match" not in request.headers:
         return None

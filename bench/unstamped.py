@@ -1,7 +1,7 @@
 """Chatstore with the change stamping switched off, for make bench's PATCH comparison (never served otherwise).
 
-The same build as app:app, but a PATCH takes no position in the session's change order: the session row is
-neither written nor locked, and the chat's change_seq and changed_by are left as they are. Everything else
+The same build as app:app, but a PATCH takes no position in the session's change order: no session lock is
+taken, and the chat's change_seq and changed_by are left as they are. Everything else
 (auth, schema, ETag, metrics, logs, the rest of the write) is the build's own, so the two differ by the
 stamping alone.
 """
