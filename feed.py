@@ -13,7 +13,7 @@ import reads
 from models import ChatTombstone, Session, database, now_utc
 from reads import CHAT_COLUMNS, CHAT_FIELDS
 
-CHANGE_FIELDS = CHAT_FIELDS + (("deleted", "INTEGER", None), ("changed_by", "TEXT", None))
+CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None), ("changed_by", None))  # the body's own columns
 
 # A tombstone's row in a page has the chat's columns, all null but the jid (typed, for PostgreSQL's UNION).
 TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "jid", CAST(NULL AS TEXT) AS "type", '

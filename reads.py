@@ -29,19 +29,18 @@ from dataclasses import dataclass
 from config import CAPABILITIES
 from models import Chat, database
 
-# The chat columns a read returns, with their SQL types (PostgreSQL wants NULLs typed in a UNION).
-CHAT_FIELDS = (("id", "BIGINT", '"chat"."id"'), ("session", "TEXT", '"chat"."session_id"'),
-               ("jid", "TEXT", '"chat"."jid"'), ("type", "TEXT", '"chat"."type"'), ("name", "TEXT", '"chat"."name"'),
-               ("last_message_at", "BIGINT", '"chat"."last_message_at"'), ("sort_at", "BIGINT", '"chat"."sort_at"'),
-               ("unread_count", "INTEGER", '"chat"."unread_count"'), ("archived", "BOOLEAN", '"chat"."archived"'),
-               ("pinned", "BOOLEAN", '"chat"."pinned"'), ("muted_until", "BIGINT", '"chat"."muted_until"'),
-               ("change_seq", "BIGINT", '"chat"."change_seq"'))
-CHAT_COLUMNS = ", ".join(f'{expression} AS "{name}"' for name, _, expression in CHAT_FIELDS)
-KEY_FIELDS = (("key_id", "BIGINT", '"api_key"."id"'), ("key_org_id", "TEXT", '"api_key"."org_id"'),
-              ("key_capabilities", "TEXT", '"api_key"."capabilities"'),
-              ("key_revoked", "BOOLEAN", '"api_key"."revoked_at" IS NOT NULL'),
-              ("key_last_used_at", "TIMESTAMP", '"api_key"."last_used_at"'))
-SESSION_FIELDS = (("owned_session", "TEXT", '"session"."id"'), ("purged_seq", "BIGINT", '"session"."purged_seq"'))
+# The columns a read returns: (name, SQL expression).
+CHAT_FIELDS = (("id", '"chat"."id"'), ("session", '"chat"."session_id"'), ("jid", '"chat"."jid"'),
+               ("type", '"chat"."type"'), ("name", '"chat"."name"'), ("last_message_at", '"chat"."last_message_at"'),
+               ("sort_at", '"chat"."sort_at"'), ("unread_count", '"chat"."unread_count"'),
+               ("archived", '"chat"."archived"'), ("pinned", '"chat"."pinned"'),
+               ("muted_until", '"chat"."muted_until"'), ("change_seq", '"chat"."change_seq"'))
+CHAT_COLUMNS = ", ".join(f'{expression} AS "{name}"' for name, expression in CHAT_FIELDS)
+KEY_FIELDS = (("key_id", '"api_key"."id"'), ("key_org_id", '"api_key"."org_id"'),
+              ("key_capabilities", '"api_key"."capabilities"'),
+              ("key_revoked", '"api_key"."revoked_at" IS NOT NULL'), ("key_last_used_at", '"api_key"."last_used_at"'))
+SESSION_FIELDS = (("owned_session", '"session"."id"'), ("purged_seq", '"session"."purged_seq"'))
+
 
 def _holding(capability):
     """Every stored capabilities text that holds `capability`: keys store theirs sorted and comma-joined
@@ -79,7 +78,7 @@ class Read:
         return self.head is not None and self.head["owned_session"] is not None
 
 
-HEAD_NAMES = tuple(name for name, _, _ in KEY_FIELDS + SESSION_FIELDS)
+HEAD_NAMES = tuple(name for name, _ in KEY_FIELDS + SESSION_FIELDS)
 
 
 def read(owner, session_id, body_sql, body_params, body_fields, order_by=""):
@@ -127,7 +126,7 @@ def _statement_text(by_key, capability, body_text, body, body_fields, order_by, 
 
 def _gated_body_text(by_key, capability, body_sql, body_fields):
     """A body query joined to the head, behind the gate (its parameters follow the body's)."""
-    return (", ".join(f'"body"."{name}" AS "{name}"' for name, _, _ in body_fields),
+    return (", ".join(f'"body"."{name}" AS "{name}"' for name, _ in body_fields),
             'LEFT JOIN (SELECT * FROM (' + body_sql + ') AS "unchecked" WHERE ' + _owns_session(by_key, capability)
             + ') AS "body" ON TRUE')
 
@@ -135,7 +134,7 @@ def _gated_body_text(by_key, capability, body_sql, body_fields):
 def _no_body_text(by_key, capability, _, body_fields):
     """No body at all: its columns null. (An always-empty body query was no cheaper: SQLite folded it into the
     join and scanned every chat to find none.)"""
-    return ", ".join(f'NULL AS "{name}"' for name, _, _ in body_fields), ""
+    return ", ".join(f'NULL AS "{name}"' for name, _ in body_fields), ""
 
 
 def _joined_body_text(by_key, capability, join, body_fields):
@@ -145,12 +144,12 @@ def _joined_body_text(by_key, capability, join, body_fields):
 
 
 def _columns(fields):
-    return ", ".join(f'{expression} AS "{name}"' for name, _, expression in fields)
+    return ", ".join(f'{expression} AS "{name}"' for name, expression in fields)
 
 
 def _head_columns(by_key):
     if not by_key:
-        return ", ".join(f'NULL AS "{name}"' for name, _, _ in KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
+        return ", ".join(f'NULL AS "{name}"' for name, _ in KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
     return _columns(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
 
 

@@ -120,6 +120,7 @@ def test_patch_with_if_match_reads_the_locked_row(client, headers, orgs, round_t
     round_trips.clear()
     response = client.patch(url, headers={**headers, "If-Match": etag}, json={"archived": True})
     assert response.status_code == 200
+    assert response.get_json()["archived"] is True and response.headers["ETag"] != etag
     # The position drawn (the session's lock), then the chat read under it to compare its ETag, then written.
     drawn = [n for n, sql in enumerate(round_trips)
              if sql.startswith("SELECT MAX((SELECT COALESCE(MAX(") or sql.startswith("SELECT nextval(")]
