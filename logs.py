@@ -6,9 +6,6 @@ ever logged.
 import json
 import logging
 import sys
-import time
-
-from flask import g, request
 
 request_log = logging.getLogger("chatstore.request")
 
@@ -36,26 +33,20 @@ def configure_logging(level, log_format):
     root.setLevel(level)
 
 
-def start_timer():
-    g.started = time.perf_counter()
+def request_lines_enabled():
+    return request_log.isEnabledFor(logging.INFO)
 
 
-def log_request(response):
+def log_request(method, path, status, elapsed_seconds, caller, request_id):
     """One line per request; the caller is named by kind and org, never by token."""
-    g.elapsed_seconds = time.perf_counter() - g.get("started", time.perf_counter())
-    if not request_log.isEnabledFor(logging.INFO):
-        return response
-    caller = g.get("caller")
     fields = {
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "ms": round(g.elapsed_seconds * 1000, 1),
+        "method": method,
+        "path": path,
+        "status": status,
+        "ms": round(elapsed_seconds * 1000, 1),
         "auth": caller.kind if caller else None,
         "org": caller.org_id if caller else None,
-        "request_id": g.get("request_id"),
+        "request_id": request_id,
     }
-    request_log.info("%s %s %d %.1fms auth=%s org=%s request_id=%s", fields["method"], fields["path"],
-                     fields["status"], fields["ms"], fields["auth"] or "-", fields["org"] or "-",
-                     fields["request_id"] or "-", extra={"fields": fields})
-    return response
+    request_log.info("%s %s %d %.1fms auth=%s org=%s request_id=%s", method, path, status, fields["ms"],
+                     fields["auth"] or "-", fields["org"] or "-", request_id or "-", extra={"fields": fields})

@@ -11,7 +11,7 @@ import functools
 import hmac
 import os
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
                                generate_latest, multiprocess)
 
@@ -29,16 +29,13 @@ JWKS_FETCHES = Counter("chatstore_jwks_fetches_total", "Fetches of the identity 
                        ["outcome"])
 
 
-def observe_request(response):
-    """Count the answered request by its route template (never the raw path) and time it."""
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    method = request.method if request.method in METHODS else "OTHER"
-    _requests(route, method, response.status_code).inc()
-    if "database_error" in g:
-        DATABASE_ERRORS.labels(g.database_error).inc()
-    if "started" in g:
-        _latency(route, method).observe(g.elapsed_seconds)
-    return response
+def observe_request(route, method, status, elapsed_seconds, database_error=None):
+    """Count an answered request by its route template (never the raw path) and time it."""
+    method = method if method in METHODS else "OTHER"
+    _requests(route, method, status).inc()
+    _latency(route, method).observe(elapsed_seconds)
+    if database_error is not None:
+        DATABASE_ERRORS.labels(database_error).inc()
 
 
 # Each labelled series looked up once per process: labels() validates and locks on every call, a cost per

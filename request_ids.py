@@ -1,18 +1,11 @@
-"""X-Request-ID: a sane incoming id is kept, otherwise one is made; it is echoed and logged."""
+"""X-Request-ID: a sane incoming id is kept, otherwise one is made; it is echoed and logged (request_hooks)."""
 import re
-import uuid
-
-from flask import g, request
+import secrets
 
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-def keep_or_make_request_id():
-    sent = request.headers.get("X-Request-ID", "")
-    g.request_id = sent if SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-
-
-def echo_request_id(response):
-    if "request_id" in g:
-        response.headers["X-Request-ID"] = g.request_id
-    return response
+def kept_or_made(environ):
+    """The request's X-Request-ID if it is sane, else a new random one (32 hex digits)."""
+    sent = environ.get("HTTP_X_REQUEST_ID", "")
+    return sent if SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
