@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import jwt
 from flask import current_app, g, request
@@ -33,8 +33,8 @@ JWT_PATTERN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 LAST_USED_INTERVAL = datetime.timedelta(minutes=1)
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
+    """Who is calling (a tuple: one is made on every request, and a tuple is the cheapest to make)."""
     kind: str                     # "api_key" or "jwt"
     org_id: str | None            # None for an API key not looked up yet (see accept_key)
     capabilities: frozenset
@@ -281,8 +281,9 @@ def requires(capability):
     def decorator(view):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            g.caller, g.capability = authenticate(), capability
-            if not g.caller.pending and capability not in g.caller.capabilities:
+            caller, state = authenticate(), g._get_current_object()  # g looked up once: each lookup costs
+            state.caller, state.capability = caller, capability
+            if not caller.pending and capability not in caller.capabilities:
                 raise forbidden(capability)
             try:
                 response = view(*args, **kwargs)
@@ -297,16 +298,17 @@ def requires(capability):
 
 def read_owner():
     """Whose sessions this request's reads may see (reads.Owner)."""
-    caller = g.caller
-    if caller.pending:
-        return Owner(key_digest=caller.key_digest, capability=g.capability)
-    return Owner(org_id=caller.org_id)
+    state = g._get_current_object()
+    if state.caller.pending:
+        return Owner(key_digest=state.caller.key_digest, capability=state.capability)
+    return Owner(org_id=state.caller.org_id)
 
 
 def accept_read(head):
     """After a hot read: settle a pending API key from the read's head (401, 403). A JWT caller is settled already."""
-    if g.caller.pending:
-        accept_key(head, g.capability)
+    state = g._get_current_object()
+    if state.caller.pending:
+        accept_key(head, state.capability)
 
 
 def settle_pending_key():
