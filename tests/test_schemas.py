@@ -1,6 +1,9 @@
 """The compiled Chat dumper says exactly what marshmallow's dump of ChatSchema says."""
 import pytest
 
+import models
+import reads
+from conftest import SESSION_ID, add_chats
 from schemas import ChatSchema, compiled_dumper
 
 ROWS = [
@@ -19,3 +22,17 @@ def test_compiled_dump_matches_marshmallow(row):
     assert compiled == reference
     assert list(compiled) == list(reference)
     assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
+
+
+def test_compiled_dump_of_stored_chats_matches_marshmallow(orgs):
+    """What each driver hands back (SQLite's 0 and 1 for flags, big integers, nulls) dumps as marshmallow does."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net", "name": None, "lastMessageAt": None, "unreadCount": 0},
+              {"jid": "1-2@g.us", "name": "Ünïcode ✓", "lastMessageAt": 2 ** 53, "unreadCount": 7, "pinned": True,
+               "archived": True, "mutedUntil": -1})
+    with models.database.connection_context():
+        found = reads.list_chats(reads.Owner(org_id="acme"), SESSION_ID, {}, None, 10)
+    assert len(found.rows) == 2
+    for row in found.rows:
+        compiled, reference = compiled_dumper(ChatSchema())(row), ChatSchema().dump(row)
+        assert compiled == reference
+        assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
