@@ -37,6 +37,12 @@ bench: install-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py
 
+# Instructions per request against the floor, under valgrind (deterministic, unlike wrk's req/s).
+.PHONY: instructions
+instructions: install-dev
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	$(BIN)/python bench/instructions.py
+
 .PHONY: soak
 soak: install-dev
 	$(BIN)/python bench/soak.py
