@@ -89,8 +89,9 @@ def pending_api_key(token):
     return Caller("api_key", None, frozenset(), key_digest=api_key_digest(token))
 
 
-def accept_key(row, capability):
-    """The caller a looked-up key row makes (401 unknown or revoked, 403 without the capability); its use recorded."""
+def accept_key(row, capability, state):
+    """The caller a looked-up key row makes (401 unknown or revoked, 403 without the capability), kept in the
+    request's `state` (g) even when refused, so the request's log line names its org; its use recorded."""
     if row is None or row["key_id"] is None:
         raise unauthorized("unknown API key")
     if row["key_revoked"]:
@@ -98,8 +99,8 @@ def accept_key(row, capability):
     now = models.now_utc()
     if last_use_is_stale(row["key_last_used_at"], now):
         models.touch_api_key(row["key_id"], now, LAST_USED_INTERVAL)
-    caller = Caller("api_key", row["key_org_id"], frozenset(filter(None, row["key_capabilities"].split(","))))
-    g.caller = caller
+    caller = state.caller = Caller("api_key", row["key_org_id"],
+                                   frozenset(filter(None, row["key_capabilities"].split(","))))
     if capability not in caller.capabilities:
         raise forbidden(capability)
     return caller
@@ -242,7 +243,7 @@ def claim(claims, name):
 # --- the router -------------------------------------------------------------------
 
 def bearer_token():
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers reads, without its lookup
     scheme, _, token = header.strip().partition(" ")
     if not header.strip():
         raise unauthorized("missing Authorization header; send Authorization: Bearer <token>",
@@ -288,9 +289,9 @@ def requires(capability):
             try:
                 response = view(*args, **kwargs)
             except ApiError:
-                settle_pending_key()
+                settle_pending_key(state)
                 raise
-            settle_pending_key()
+            settle_pending_key(state)
             return response
         return guarded
     return decorator
@@ -308,10 +309,10 @@ def accept_read(head):
     """After a hot read: settle a pending API key from the read's head (401, 403). A JWT caller is settled already."""
     state = g._get_current_object()
     if state.caller.pending:
-        accept_key(head, state.capability)
+        accept_key(head, state.capability, state)
 
 
-def settle_pending_key():
+def settle_pending_key(state):
     """Look up a key no read has settled (the view stopped before reading, or read nothing)."""
-    if g.caller.pending:
-        accept_key(models.find_api_key(g.caller.key_digest), g.capability)
+    if state.caller.pending:
+        accept_key(models.find_api_key(state.caller.key_digest), state.capability, state)

@@ -1,5 +1,5 @@
 """The chats blueprint: three thin views, each auth -> schema -> model -> schema."""
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 import reads
 import writes
@@ -7,8 +7,8 @@ from auth import accept_read, read_owner, requires
 from cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
 from etags import check_if_match, if_match_guard, json_response
-from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
-                    signing_key, single_valued)
+from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
+                    session_id_or_404, signing_key)
 from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
 
 bp = Blueprint("chats", __name__, url_prefix="/api/v1/sessions/<sid>/chats")
@@ -53,7 +53,7 @@ def list_chats(sid):
     """A page of the session's chats in display order."""
     session_id = session_id_or_404(sid)
     try:
-        query = load_or_422(list_query_schema, single_valued(request.args, list_query_schema))
+        query = query_or_422(list_query_schema)
         filters, after = page_position(session_id, query)
     except ApiError:
         # 404 comes before 422: a bad query on a session that isn't the caller's is not found.

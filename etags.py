@@ -24,7 +24,7 @@ def json_response(payload, conditional=True):
     """
     response = current_app.json.response(payload)
     etag = _digest(response.get_data())
-    response.headers["ETag"] = f'"{etag}"'
+    response.headers.add("ETag", f'"{etag}"')  # a new response has none; add skips set's search for one
     if conditional and "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(etag):
         # If-None-Match compares weakly (RFC 9110 §13.1.2); a 304 keeps the ETag and has no body.
         not_modified = current_app.response_class(status=304)

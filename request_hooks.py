@@ -27,7 +27,7 @@ def finish_request(response):
     elapsed_seconds = time.perf_counter() - state.get("started", time.perf_counter())
     request_id = state.get("request_id")
     if request_id is not None:
-        response.headers["X-Request-ID"] = request_id
+        response.headers.add("X-Request-ID", request_id)  # nothing else sets it; add skips set's search
     route = current.url_rule.rule if current.url_rule is not None else "unmatched"
     metrics.observe_request(route, current.method, response.status_code, elapsed_seconds,
                             state.get("database_error"))

@@ -2,7 +2,7 @@
 
 Each view is auth -> schema -> writes/feed -> schema, like the chats views.
 """
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 import feed
 import models
@@ -12,8 +12,8 @@ from chats import dump_chat, owned_session_or_404
 from cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
 from etags import json_response
-from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, session_id_or_404,
-                    signing_key, single_valued)
+from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
+                    session_id_or_404, signing_key)
 from lines import load_sync_body
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema
 
@@ -45,7 +45,7 @@ def list_changes(sid):
     """What changed in the session after `since`, in change order."""
     session_id = session_id_or_404(sid)
     try:
-        query = load_or_422(changes_query_schema, single_valued(request.args, changes_query_schema))
+        query = query_or_422(changes_query_schema)
         position = since_position(session_id, query.get("since"))
     except ApiError:
         owned_session_or_404(session_id)  # 404 comes before 422
