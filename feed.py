@@ -6,6 +6,7 @@ never on the session's size or how far back the position is. Why a position,
 once read, is never followed by a smaller one committing: see writes.py.
 """
 import datetime
+import operator
 
 from peewee import fn
 
@@ -14,6 +15,7 @@ from models import ChatTombstone, Session, database, now_utc
 from reads import CHAT_COLUMNS, CHAT_FIELDS
 
 CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None), ("changed_by", None))  # the body's own columns
+CHANGE_ORDER_KEY = operator.itemgetter("change_seq")
 
 # A tombstone's row in a page has the chat's columns, all null but the jid (typed, for PostgreSQL's UNION).
 TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "jid", CAST(NULL AS TEXT) AS "type", '
@@ -38,7 +40,7 @@ def changes_after(owner, session_id, position, count):
     """The read's head, and up to `count` changes after `position` in change order: chats as stored now, and
     tombstones, each a chat's columns plus "deleted" and "changed_by". One round trip (reads.read)."""
     return reads.read(owner, session_id, CHANGES_SQL, changes_params(session_id, position, count), CHANGE_FIELDS,
-                      order_by='"change_seq"')
+                      CHANGE_ORDER_KEY)
 
 
 def changes_params(session_id, position, count):
