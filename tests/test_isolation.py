@@ -3,6 +3,9 @@ import itertools
 
 import pytest
 
+import models
+import reads
+from auth import api_key_digest
 from conftest import MISSING_SESSION_ID, OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
 
 JID, MISSING_JID = "6281234567890@s.whatsapp.net", "6280000000000@s.whatsapp.net"
@@ -63,3 +66,28 @@ def test_isolation_matrix(client, keys, identity_provider, both_orgs, endpoint, 
     status, body = expected(endpoint, target, capabilities, ours)
     assert (response.status_code, response.get_json()) == (status, body)
     assert stored(JID, OTHER_SESSION_ID) == theirs
+
+
+@pytest.mark.parametrize("shape", ["one chat", "page"])
+def test_a_read_never_reaches_a_chat_its_caller_may_not_see(orgs, keys, shape):
+    """The SQL's own gate, beneath the views' 404 and 403: for another org's session, or a key without the
+    capability, the statement hands back the head alone, never the chat."""
+    add_chats(OTHER_SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    cannot = [(reads.Owner(org_id="acme"), OTHER_SESSION_ID),
+              (reads.Owner(key_digest=api_key_digest(keys["read"]), capability="read"), OTHER_SESSION_ID),
+              (reads.Owner(key_digest=api_key_digest(keys["send"]), capability="read"), SESSION_ID)]
+    can = [(reads.Owner(org_id="acme"), SESSION_ID),
+           (reads.Owner(key_digest=api_key_digest(keys["read"]), capability="read"), SESSION_ID)]
+    with models.database.connection_context():
+        def found(owner, session_id):
+            if shape == "one chat":
+                return reads.find_chat(owner, session_id, "1@s.whatsapp.net")
+            return reads.list_chats(owner, session_id, {}, None, 10)
+        for owner, session_id in cannot:
+            refused = found(owner, session_id)
+            assert refused.head is not None and refused.head["owned_session"] is None and refused.rows == []
+        for owner, session_id in can:
+            allowed = found(owner, session_id)
+            assert allowed.head["owned_session"] == session_id
+            assert [chat["jid"] for chat in allowed.rows] == ["1@s.whatsapp.net"]

@@ -292,7 +292,7 @@ def test_no_read_scans_the_chats(app, orgs, owner, shape):
             # On a small table PostgreSQL may rightly prefer a scan; what must hold is that an index can serve.
             models.database.execute_sql("SET enable_seqscan = off")
         if shape == "one chat":
-            sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN, ["1@s.whatsapp.net"], reads.CHAT_FIELDS,
+            sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN, [SESSION_ID, "1@s.whatsapp.net"], reads.CHAT_FIELDS,
                                           gated=False)
         elif shape == "session only":
             sql, params = reads.statement(owner, SESSION_ID, "", [], reads.CHAT_FIELDS, gated=False)
