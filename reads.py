@@ -7,7 +7,8 @@ A page is the head's row followed by the body's rows, behind a gate:
 
     SELECT <head columns>, <nulls> FROM <the API key's row> LEFT JOIN <the session, if it is the caller's>
     UNION ALL
-    SELECT <nulls>, <body columns> FROM (<the body>) AS body WHERE EXISTS (<the session is the caller's>)
+    SELECT <nulls>, <body columns>
+    FROM (SELECT 1 WHERE EXISTS (<the session is the caller's>)) AS allowed CROSS JOIN (<the body>) AS body
 
 One chat, or no body at all, is a single row: the chat table is joined to the
 head's session row itself, which is only there when the session is the
@@ -130,9 +131,9 @@ def statement(owner, session_id, body, body_params, body_fields, gated):
     if by_key:
         may = HOLDING[owner.capability]
         if gated:
-            return sql, [session_id, *may, owner.key_digest, *body_params, session_id, owner.key_digest, *may]
+            return sql, [session_id, *may, owner.key_digest, session_id, owner.key_digest, *may, *body_params]
         return sql, [session_id, *may, *body_params, owner.key_digest]
-    return sql, [session_id, owner.org_id, *body_params, *([session_id, owner.org_id] if gated else [])]
+    return sql, [session_id, owner.org_id, *([session_id, owner.org_id] if gated else []), *body_params]
 
 
 @functools.lru_cache(maxsize=64)
@@ -149,11 +150,14 @@ def _statement_text(by_key, capability, gated, body, body_fields, placeholder):
     else:
         # The head's row, then the body's rows behind the gate. A join of the two repeated the head's columns on
         # every body row, which cost both drivers more to hand back than the nulls do (and SQLite a copy of the
-        # page before the join).
+        # page before the join). The gate is a table of one row or none, crossed with the body: SQLite walks a
+        # CROSS JOIN left to right, so with no row it never reads the body (as a WHERE on the body, SQLite read
+        # the page first and dropped it), and PostgreSQL makes it a one-time filter over the whole join.
         sql = (head + _nulls(body_fields) + " " + _head_source(by_key, capability) + key_row
                + " UNION ALL SELECT " + _nulls(KEY_FIELDS + SESSION_FIELDS) + ", "
                + ", ".join(f'"body"."{name}"' for name, _ in body_fields)
-               + ' FROM (' + body + ') AS "body" WHERE ' + _owns_session(by_key, capability))
+               + ' FROM (SELECT 1 AS "allowed" WHERE ' + _owns_session(by_key, capability) + ') AS "allowed" '
+               + 'CROSS JOIN (' + body + ') AS "body"')
     return sql.format(p=placeholder)
 
 

@@ -369,3 +369,47 @@ def test_a_page_is_put_in_order_whatever_order_the_rows_come_in(app, orgs, monke
     assert len(found.rows) == 20
     positions = [reads.display_position(chat) for chat in found.rows]
     assert positions == sorted(positions, reverse=True)
+
+
+def _statements_work(sql, params):
+    """How much the database did for a statement: SQLite's virtual machine steps, or PostgreSQL's plan as run
+    (EXPLAIN ANALYZE marks each node it never ran)."""
+    if not _is_sqlite():
+        rows = models.database.execute_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql, params)
+        return "\n".join(row[0] for row in rows.fetchall())
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+        return 0
+    connection = models.database.connection()
+    connection.set_progress_handler(count, 1)
+    try:
+        models.database.execute_sql(sql, params).fetchall()
+    finally:
+        connection.set_progress_handler(None, 1)
+    return steps[0]
+
+
+@pytest.mark.parametrize("owner", [reads.Owner(org_id="globex"),
+                                   reads.Owner(key_digest="x" * 64, capability="read")])
+@pytest.mark.parametrize("shape", ["page", "changes"])
+def test_a_refused_read_never_reads_the_body(app, orgs, owner, shape):
+    """Another org's session, or a key that does not exist: the gate is settled before the body is read, so the
+    database does the same little work whatever the page size, and never touches a chat."""
+    add_chats(SESSION_ID, *many_chats(400))
+    work = []
+    with models.database.connection_context():
+        for size in (10, 300):
+            if shape == "page":
+                body, body_params, fields = *reads.chat_page_sql(SESSION_ID, {}, None, size), reads.CHAT_FIELDS
+            else:
+                body, body_params, fields = feed.CHANGES_SQL, feed.changes_params(SESSION_ID, 0, size), \
+                    feed.CHANGE_FIELDS
+            work.append(_statements_work(*reads.statement(owner, SESSION_ID, body, body_params, fields, gated=True)))
+    if _is_sqlite():
+        assert work[0] == work[1] and work[0] < 300, work
+    else:
+        for plan in work:
+            scans = [line for line in plan.splitlines() if " on chat" in line or "on chat_tombstone" in line]
+            assert scans and all("never executed" in line for line in scans), plan
