@@ -26,9 +26,7 @@ PATCH update two rows.
 Locks are always taken in one order, the session's first, then chat rows, so
 writers can't deadlock.
 """
-from peewee import PostgresqlDatabase
-
-from models import database
+from models import database, on_postgresql
 
 # The advisory lock's first key: Chatstore's namespace, so other users of advisory locks in the same database
 # don't share ours. The second key is the session id's hash; two sessions whose hashes collide only queue
@@ -52,10 +50,6 @@ def next_position_sql():
     if on_postgresql():
         return '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')', 1
     return '(' + LATEST_SQLITE + ' + 1)', 3
-
-
-def on_postgresql():
-    return isinstance(database.obj, PostgresqlDatabase)
 
 
 def lock_session(session_id):

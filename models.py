@@ -17,6 +17,8 @@ from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+import prepared
+
 database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # Chats with no message sort after every real timestamp (newest first).
@@ -62,8 +64,9 @@ def _pooled_database(url, pool_size, **driver_options):
                                           connect_timeout=3, **common, **driver_options)
 
 
-class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
+class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDatabase):
     """PostgreSQL connections handed out without a ping; a read on a connection the server dropped is retried.
+    The hot reads run as prepared statements (prepared.py).
 
     peewee's pool sends `SELECT 1` on every connection it hands out, a round
     trip per request for the rare connection a database restart has dropped.
@@ -98,7 +101,7 @@ class ReconnectingPostgresqlDatabase(PooledPostgresqlDatabase):
             self._state.conn = self._connect()
 
     def _dropped_under_a_read(self, sql):
-        return (sql.lstrip().upper().startswith("SELECT") and not self.in_transaction()
+        return (prepared.is_read(sql) and not self.in_transaction()
                 and not self.is_closed() and self.connection().closed != 0)
 
 
@@ -114,6 +117,10 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
     between tries, up to SQLITE_BUSY_TIMEOUT_MS in all. Other statements keep
     the short busy wait (SQLITE_BUSY_SLICE_MS); WAL readers never wait for writers.
     """
+
+    def execute_read(self, sql, params):
+        """A hot read (reads.py); the sqlite3 module already keeps each text's compiled statement."""
+        return self.execute_sql(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -141,6 +148,10 @@ def migrate():
         with database.atomic():
             (Setting.insert(name=CURSOR_SECRET_SETTING, value=secrets.token_hex(32))
              .on_conflict_ignore().execute())
+
+
+def on_postgresql():
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
 def now_utc():

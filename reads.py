@@ -30,7 +30,8 @@ import operator
 from typing import NamedTuple
 
 from config import CAPABILITIES
-from models import Chat, database
+from models import Chat, database, on_postgresql
+from schemas import MAX_PAGE_SIZE
 
 # The columns a read returns: (name, SQL expression).
 CHAT_FIELDS = (("id", '"chat"."id"'), ("session", '"chat"."session_id"'), ("jid", '"chat"."jid"'),
@@ -93,7 +94,7 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
     this one pass over rows already in order.
     """
     sql, params = statement(owner, session_id, body_sql, body_params, body_fields, gated=True)
-    rows = database.execute_sql(sql, params).fetchall()
+    rows = database.execute_read(sql, params).fetchall()
     start = len(HEAD_NAMES)
     jid_at = start + _names(body_fields).index("jid")
     heads = [row for row in rows if row[jid_at] is None]
@@ -105,7 +106,7 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
 def _joined_read(owner, session_id, join, join_params, body_fields):
     """One statement, one row at most: the head, and a table joined to its session row (or no table)."""
     sql, params = statement(owner, session_id, join, join_params, body_fields, gated=False)
-    rows = database.execute_sql(sql, params).fetchall()
+    rows = database.execute_read(sql, params).fetchall()
     if not rows:
         return Read(None, [])
     joined = _body(body_fields, rows[0])
@@ -231,21 +232,34 @@ def display_position(chat):
     return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
 
 
+# The most rows a page query may be asked for: the largest page, and the one row more that tells whether
+# another page follows.
+PAGE_ROWS_BOUND = MAX_PAGE_SIZE + 1
+
+
 def list_chats(owner, session_id, filters, after, limit):
     """The head, and up to `limit` chats in display order after the position `after` (or from the start).
 
     A deep page costs what the first page costs: the display index is walked
     from that position, never counted through.
     """
-    return read(owner, session_id, *chat_page_sql(session_id, filters, after, limit), CHAT_FIELDS,
-                DISPLAY_ORDER_KEY, descending=True)
+    return read(owner, session_id, *chat_page_sql(session_id, filters, after, limit, bounded=on_postgresql()),
+                CHAT_FIELDS, DISPLAY_ORDER_KEY, descending=True)
 
 
-def chat_page_sql(session_id, filters, after, limit):
+def chat_page_sql(session_id, filters, after, limit, bounded=False):
     """The page query and its parameters.
 
     The keyset comparison and ORDER BY follow the display index (session_id,
     pinned, sort_at, id), so both backends walk it backwards.
+
+    `bounded` (PostgreSQL, where the read is a prepared statement: prepared.py) limits the walk by a literal,
+    PAGE_ROWS_BOUND, and the rows returned by the parameter, outside it. Under a bare `LIMIT $n` a prepared
+    statement's generic plan must guess the limit (a tenth of the session's chats), so it never beat
+    planning the page anew for each request (0.42 ms a round trip, against 0.22 bounded, in a loop; the
+    floor's unprepared page 0.21). The outer Limit takes rows from the inner one as it needs them, so the
+    walk still stops after `limit` rows, and the outer ORDER BY costs no sort: the rows come in that order.
+    SQLite would sort them again, and keeps its compiled statements anyway: there the page is as it reads.
     """
     sql = ['SELECT ' + CHAT_COLUMNS + ' FROM "chat" WHERE "chat"."session_id" = {p}']
     params = [session_id]
@@ -255,7 +269,13 @@ def chat_page_sql(session_id, filters, after, limit):
     if after is not None:
         sql.append('AND ("chat"."pinned", "chat"."sort_at", "chat"."id") < ({p}, {p}, {p})')
         params.extend([bool(after[0]), after[1], after[2]])
-    sql.append('ORDER BY "chat"."pinned" DESC, "chat"."sort_at" DESC, "chat"."id" DESC LIMIT {p}')
+    sql.append('ORDER BY "chat"."pinned" DESC, "chat"."sort_at" DESC, "chat"."id" DESC')
+    if bounded:
+        if limit > PAGE_ROWS_BOUND:
+            raise ValueError(f"a page query reads at most {PAGE_ROWS_BOUND} rows")
+        sql = ["SELECT * FROM (", *sql, f'LIMIT {PAGE_ROWS_BOUND}) AS "page"',
+               'ORDER BY "pinned" DESC, "sort_at" DESC, "id" DESC']
+    sql.append("LIMIT {p}")
     params.append(limit)
     return " ".join(sql), params
 

@@ -83,7 +83,7 @@ def _update_without_reading(chat_id, session_id, changes):
            + position + ', "changed_by" = {p} WHERE "chat"."id" = {p} RETURNING ' + reads.CHAT_COLUMNS
            ).format(p=database.obj.param)
     params = [*(changes[column] for column in columns), *[session_id] * session_ids, API, chat_id]
-    if change_order.on_postgresql():
+    if models.on_postgresql():
         row, names = _one_row(sql, params)  # one statement needs no transaction of its own
     else:
         with database.atomic():  # takes SQLite's write lock before the position is read
@@ -127,7 +127,7 @@ def sync_chats(session_id, rows, delete_jids, new_chat_defaults, bulk=False):
     """
     position = change_order.lock_session(session_id)  # before any chat is touched
     upserted, position = upsert_chats(session_id, rows, new_chat_defaults, position,
-                                      by_copy=bulk and change_order.on_postgresql())
+                                      by_copy=bulk and models.on_postgresql())
     deleted, position = delete_chats(session_id, delete_jids, position)
     return upserted, deleted, position
 

@@ -62,7 +62,7 @@ def get_chat(sid, cid):
 
 @app.get("/api/v1/sessions/<sid>/chats")
 def list_chats(sid):
-    sql, params = chat_page_sql(sid, {}, None, PAGE_SIZE + 1)
+    sql, params = chat_page_sql(sid, {}, None, PAGE_SIZE + 1, bounded=PLACEHOLDER == "%s")
     with connection() as conn:
         cursor = conn.cursor()
         cursor.execute(sql.format(p=PLACEHOLDER), params)

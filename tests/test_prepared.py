@@ -1,0 +1,196 @@
+"""The hot reads as prepared statements on PostgreSQL (prepared.py); on SQLite, the text as it is."""
+import os
+import re
+import types
+
+import peewee
+import psycopg2
+import pytest
+
+import models
+import prepared
+import reads
+from conftest import SESSION_ID, add_chats
+from counting import round_trips  # noqa: F401  (a fixture)
+from test_listing import many_chats
+
+ON_POSTGRESQL = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
+postgresql_only = pytest.mark.skipif(not ON_POSTGRESQL, reason="PostgreSQL's prepared statements")
+ACME = reads.Owner(org_id="acme")
+JID = "1@s.whatsapp.net"
+
+
+def _find():
+    found = reads.find_chat(ACME, SESSION_ID, JID)
+    assert found.session_owned and [chat["jid"] for chat in found.rows] == [JID]
+
+
+def _name(execute):
+    return execute.split()[1].split("(")[0]
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="SQLite's statements")
+def test_sqlite_sends_the_read_as_it_is(orgs, round_trips):
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        round_trips.clear()
+        _find()
+    assert len(round_trips) == 1 and round_trips[0].startswith("SELECT "), round_trips
+
+
+@postgresql_only
+def test_a_read_is_prepared_with_its_first_use_then_executed(orgs, round_trips):
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        round_trips.clear()
+        _find()
+        _find()
+    [first, second] = round_trips
+    name = _name(second)
+    assert name.startswith(prepared.NAME_PREFIX)
+    assert first.startswith(f"PREPARE {name} AS SELECT ") and f"; EXECUTE {name}(%s, " in first, round_trips
+    assert second.startswith(f"EXECUTE {name}(%s, "), round_trips
+
+
+@postgresql_only
+def test_a_statement_the_server_does_not_have_is_prepared_again(orgs, round_trips):
+    """As behind PgBouncer, when the connection lands on another server connection, or after DISCARD ALL."""
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        _find()
+        models.database.execute_sql("DEALLOCATE ALL")
+        round_trips.clear()
+        _find()
+        _find()
+    assert [sql.split()[0] for sql in round_trips] == ["EXECUTE", "PREPARE", "EXECUTE"], round_trips
+
+
+@postgresql_only
+def test_a_statement_the_server_has_already_is_executed(orgs, round_trips):
+    """As behind PgBouncer, when another client prepared it on the server connection this one lands on."""
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        _find()
+        prepared._prepared_by_connection.clear()  # this connection forgets, the server doesn't
+        round_trips.clear()
+        _find()
+        _find()
+    assert [sql.split()[0] for sql in round_trips] == ["PREPARE", "EXECUTE", "EXECUTE"], round_trips
+
+
+@postgresql_only
+def test_a_read_inside_a_transaction_is_sent_as_text(orgs, round_trips):
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        with models.database.atomic():
+            round_trips.clear()
+            _find()
+    assert [sql.split()[0] for sql in round_trips] == ["SELECT", "COMMIT"], round_trips
+
+
+@postgresql_only
+def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs, round_trips):
+    add_chats(SESSION_ID, {"jid": JID})
+    with models.database.connection_context():
+        _find()
+        dropped = models.database.connection()
+        with psycopg2.connect(os.environ["TEST_DATABASE_URL"]) as other, other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [dropped.get_backend_pid()])
+        found = reads.list_chats(ACME, SESSION_ID, {}, None, 2)  # a text this connection never prepared
+        assert [chat["jid"] for chat in found.rows] == [JID]
+        assert models.database.connection() is not dropped
+        _find()  # prepared on the dropped connection, not on the new one
+
+
+@postgresql_only
+@pytest.mark.parametrize("read", ["one chat", "page", "deep page"])
+def test_each_hot_read_runs_on_a_generic_plan_that_walks_an_index(orgs, read):
+    """Planned once: after PostgreSQL's five custom plans, the statement keeps its generic plan, and that plan
+    walks an index with no sort, so a page reads only the rows it returns."""
+    add_chats(SESSION_ID, *many_chats(20_000))
+    owner = reads.Owner(key_digest="x" * 64, capability="read")
+    after = [False, 1_700_000_000_000 + 25 * 1000, 10_000] if read == "deep page" else None
+    if read == "one chat":
+        sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN.format(p="%s"), [SESSION_ID, JID],
+                                      reads.CHAT_FIELDS, gated=False)
+    else:
+        body, body_params = reads.chat_page_sql(SESSION_ID, {}, after, 51, bounded=True)
+        sql, params = reads.statement(owner, SESSION_ID, body.format(p="%s"), body_params, reads.CHAT_FIELDS,
+                                      gated=True)
+    with models.database.connection_context():
+        models.database.execute_sql("ANALYZE chat")
+        for _ in range(6):
+            models.database.execute_read(sql, params).fetchall()
+        name, execute, _ = prepared.statement_texts(sql)
+        plan = "\n".join(row[0] for row in models.database.execute_sql("EXPLAIN " + execute, params).fetchall())
+    index = "chat_session_id_jid" if read == "one chat" else "chat_session_id_pinned_sort_at_id"
+    assert f"Index Scan{' Backward' if read != 'one chat' else ''} using {index}" in plan, plan
+    assert re.search(r"Index Cond: \(+\(session_id\)::text = \$", plan), plan  # generic: the parameter, not its value
+    assert "Sort" not in plan and "Seq Scan on chat" not in plan, plan
+
+
+def test_statement_names_follow_the_text():
+    one, other = 'SELECT %s AS "a"', 'SELECT %s AS "b"'
+    name, execute, prepare_and_execute = prepared.statement_texts(one)
+    assert name == prepared.statement_texts(one)[0] != prepared.statement_texts(other)[0]
+    assert execute == f"EXECUTE {name}(%s)"
+    assert prepare_and_execute == f'PREPARE {name} AS SELECT $1 AS "a"; EXECUTE {name}(%s)'
+
+
+@pytest.mark.parametrize("sql, read", [
+    ("SELECT 1", True), ("  select 1", True), (f"EXECUTE {prepared.NAME_PREFIX}ab(1)", True),
+    (f"PREPARE {prepared.NAME_PREFIX}ab AS SELECT 1; EXECUTE {prepared.NAME_PREFIX}ab", True),
+    ("EXECUTE someone_elses(1)", False), ('UPDATE "chat" SET "name" = NULL', False), ("BEGIN", False),
+])
+def test_only_reads_count_as_reads(sql, read):
+    assert prepared.is_read(sql) is read
+
+
+class ScriptedDatabase(prepared.PreparedReads):
+    """Answers each statement as scripted, a SQLSTATE to fail with or None to succeed, as PgBouncer's server
+    connections might one after the other; records the first word of each statement sent."""
+
+    def __init__(self, answers):
+        self.answers, self.sent = list(answers), []
+
+    def in_transaction(self):
+        return False
+
+    def connection(self):
+        return self
+
+    def execute_sql(self, sql, params):
+        self.sent.append(sql.split()[0])
+        answer = self.answers.pop(0)
+        if answer is not None:
+            error = peewee.ProgrammingError("scripted")
+            error.orig = types.SimpleNamespace(pgcode=answer)
+            raise error
+        return "rows"
+
+
+@pytest.mark.parametrize("remembered, answers, sent", [
+    (False, [None], ["PREPARE"]),
+    (True, [None], ["EXECUTE"]),
+    (True, ["26000", None], ["EXECUTE", "PREPARE"]),
+    (False, ["42P05", None], ["PREPARE", "EXECUTE"]),
+    # The retry met a server connection answering the other way again: the text itself.
+    (False, ["42P05", "26000", None], ["PREPARE", "EXECUTE", "SELECT"]),
+    (True, ["26000", "42P05", None], ["EXECUTE", "PREPARE", "SELECT"]),
+])
+def test_each_answer_of_the_server_leads_to_the_next_statement(remembered, answers, sent):
+    database = ScriptedDatabase(answers)
+    sql = 'SELECT %s AS "scripted"'
+    if remembered:
+        prepared._prepared_on(database).add(prepared.statement_texts(sql)[0])
+    assert database.execute_read(sql, [1]) == "rows"
+    assert database.sent == sent
+    # Remembered once a prepared statement answered (the text as it is says nothing of the server's).
+    assert (prepared.statement_texts(sql)[0] in prepared._prepared_on(database)) is (remembered or sent[-1] != "SELECT")
+
+
+def test_any_other_failure_is_the_callers():
+    database = ScriptedDatabase(["57014"])  # query_canceled, say
+    with pytest.raises(peewee.ProgrammingError):
+        database.execute_read('SELECT %s AS "other"', [1])
+    assert database.sent == ["PREPARE"]
