@@ -8,6 +8,7 @@ import logging
 
 from flask import g, jsonify
 from peewee import InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("chatstore")
@@ -78,6 +79,13 @@ def handle_database_down(error):
     return error_response(503, "unavailable", "the database is not answering; try again shortly")
 
 
+def handle_pool_exhausted(error):
+    """Every connection of the worker's pool stayed busy for the pool's whole wait (DB_POOL_SIZE, models.py)."""
+    g.database_error = type(error).__name__
+    log.warning("database pool exhausted: %s", type(error).__name__)
+    return error_response(503, "unavailable", "every database connection is busy; try again shortly")
+
+
 def handle_unexpected(error):
     log.exception("unhandled error")
     return error_response(500, "internal_error", "internal error")
@@ -88,4 +96,5 @@ def register_error_handlers(app):
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_down)
     app.register_error_handler(InterfaceError, handle_database_down)
+    app.register_error_handler(MaxConnectionsExceeded, handle_pool_exhausted)
     app.register_error_handler(Exception, handle_unexpected)

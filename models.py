@@ -18,6 +18,7 @@ from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 import prepared
+from lean_pool import LeanPool
 
 database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -64,7 +65,7 @@ def _pooled_database(url, pool_size, **driver_options):
                                           connect_timeout=3, **common, **driver_options)
 
 
-class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDatabase):
+class ReconnectingPostgresqlDatabase(prepared.PreparedReads, LeanPool, PooledPostgresqlDatabase):
     """PostgreSQL connections handed out without a ping; a read on a connection the server dropped is retried.
     The hot reads run as prepared statements (prepared.py).
 
@@ -105,7 +106,7 @@ class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDat
                 and not self.is_closed() and self.connection().closed != 0)
 
 
-class CooperativeSqliteDatabase(PooledSqliteDatabase):
+class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
     """SQLite whose write transactions wait for the write lock in Python, sleeping in between tries.
 
     SQLite's own busy handler sleeps inside C, a millisecond at least, where
