@@ -21,6 +21,8 @@ def test_a_matching_if_none_match_is_304_with_no_body(client, headers, chat, url
     assert first.status_code == 200 and etag.startswith('"') and not etag.startswith("W/")
     again = client.get(url, headers={**headers, "If-None-Match": etag})
     assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
+    # RFC 9110 §15.4.5: a 304 has no content, so none of the headers describing it.
+    assert "Content-Type" not in again.headers and "Content-Length" not in again.headers
     listed = client.get(url, headers={**headers, "If-None-Match": f'"other", {etag}'})
     assert listed.status_code == 304
     assert client.get(url, headers={**headers, "If-None-Match": '"other"'}).status_code == 200
