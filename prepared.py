@@ -17,8 +17,10 @@ a direct connection. Behind PgBouncer in transaction pooling a statement may
 run on another server connection than the last one, so what a connection
 remembers can be wrong either way, and the server's answer settles it: a name
 it doesn't know (SQLSTATE 26000) is prepared and executed, a name it already
-has (42P05) is executed. PgBouncer keeps a query of several statements on one
-server connection, so PREPARE and EXECUTE always meet; should the retry land
+has (42P05) is executed, and one whose plan no longer fits the table (a
+migration changed a column's type: 0A000) is prepared anew. PgBouncer keeps a
+query of several statements on one server connection, so PREPARE and EXECUTE
+always meet; should the retry land
 on a server connection that answers the other way again, the statement goes
 as text. So no read depends on what a server connection holds (nothing may
 rely on session state behind PgBouncer: README); it only runs faster where
@@ -37,6 +39,9 @@ from peewee import DatabaseError
 NAME_PREFIX = "chatstore_read_"
 UNKNOWN_STATEMENT = "26000"    # invalid_sql_statement_name: not prepared on this server connection
 ALREADY_PREPARED = "42P05"     # duplicate_prepared_statement: prepared there already
+# feature_not_supported, which EXECUTE answers with "cached plan must not change result type" once a migration
+# has changed the type of a column the statement returns: prepared again, it answers in the new type.
+RESULT_TYPE_CHANGED = "0A000"
 
 
 class PreparedReads:
@@ -47,12 +52,14 @@ class PreparedReads:
         if self.in_transaction():
             return self.execute_sql(sql, params)
         name, execute, prepare_and_execute = statement_texts(sql)
+        answers = {UNKNOWN_STATEMENT: prepare_and_execute, ALREADY_PREPARED: execute,
+                   RESULT_TYPE_CHANGED: f"DEALLOCATE {name}; {prepare_and_execute}"}
         attempt = execute if name in _prepared_on(self.connection()) else prepare_and_execute
         for _ in range(2):
             try:
                 cursor = self.execute_sql(attempt, params)
             except DatabaseError as error:
-                attempt = {UNKNOWN_STATEMENT: prepare_and_execute, ALREADY_PREPARED: execute}.get(_sqlstate(error))
+                attempt = answers.get(_sqlstate(error))
                 if attempt is None:
                     raise
                 continue

@@ -1,4 +1,5 @@
 """The hot reads as prepared statements on PostgreSQL (prepared.py); on SQLite, the text as it is."""
+import decimal
 import os
 import re
 import types
@@ -103,6 +104,24 @@ def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs,
 
 
 @postgresql_only
+def test_a_statement_whose_column_changed_type_is_prepared_anew(app):
+    """A migration under running workers: EXECUTE answers "cached plan must not change result type" (0A000),
+    and the read is prepared again and answers in the new type, instead of failing until the connection goes."""
+    with models.database.connection_context():
+        models.database.execute_sql('CREATE TABLE "scratch_prepared" ("x" integer)')
+        try:
+            models.database.execute_sql('INSERT INTO "scratch_prepared" VALUES (7)')
+            sql = 'SELECT "x" FROM "scratch_prepared" WHERE "x" = %s'
+            assert models.database.execute_read(sql, [7]).fetchall() == [(7,)]
+            # Widened, as a migration would: the statement's result changes type, its parameter still compares.
+            models.database.execute_sql('ALTER TABLE "scratch_prepared" ALTER COLUMN "x" TYPE numeric')
+            assert models.database.execute_read(sql, [7]).fetchall() == [(decimal.Decimal(7),)]
+            assert models.database.execute_read(sql, [7]).fetchall() == [(decimal.Decimal(7),)]
+        finally:
+            models.database.execute_sql('DROP TABLE "scratch_prepared"')
+
+
+@postgresql_only
 @pytest.mark.parametrize("read", ["one chat", "page", "deep page"])
 def test_each_hot_read_runs_on_a_generic_plan_that_walks_an_index(orgs, read):
     """Planned once: after PostgreSQL's five custom plans, the statement keeps its generic plan, and that plan
@@ -177,6 +196,7 @@ class ScriptedDatabase(prepared.PreparedReads):
     # The retry met a server connection answering the other way again: the text itself.
     (False, ["42P05", "26000", None], ["PREPARE", "EXECUTE", "SELECT"]),
     (True, ["26000", "42P05", None], ["EXECUTE", "PREPARE", "SELECT"]),
+    (True, ["0A000", None], ["EXECUTE", "DEALLOCATE"]),
 ])
 def test_each_answer_of_the_server_leads_to_the_next_statement(remembered, answers, sent):
     database = ScriptedDatabase(answers)
