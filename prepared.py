@@ -52,14 +52,12 @@ class PreparedReads:
         if self.in_transaction():
             return self.execute_sql(sql, params)
         name, execute, prepare_and_execute = statement_texts(sql)
-        answers = {UNKNOWN_STATEMENT: prepare_and_execute, ALREADY_PREPARED: execute,
-                   RESULT_TYPE_CHANGED: f"DEALLOCATE {name}; {prepare_and_execute}"}
         attempt = execute if name in _prepared_on(self.connection()) else prepare_and_execute
         for _ in range(2):
             try:
                 cursor = self.execute_sql(attempt, params)
             except DatabaseError as error:
-                attempt = answers.get(_sqlstate(error))
+                attempt = _next_attempt(_sqlstate(error), name, execute, prepare_and_execute)
                 if attempt is None:
                     raise
                 continue
@@ -68,6 +66,17 @@ class PreparedReads:
         # Behind PgBouncer the second attempt may land on yet another server connection, which answers the
         # other way again: the text itself, which every server runs.
         return self.execute_sql(sql, params)
+
+
+def _next_attempt(sqlstate, name, execute, prepare_and_execute):
+    """What to send after the server answered an attempt with this SQLSTATE (None: the error is the caller's)."""
+    if sqlstate == UNKNOWN_STATEMENT:
+        return prepare_and_execute
+    if sqlstate == ALREADY_PREPARED:
+        return execute
+    if sqlstate == RESULT_TYPE_CHANGED:
+        return f"DEALLOCATE {name}; {prepare_and_execute}"
+    return None
 
 
 # What each open connection has prepared, forgotten with the connection.
