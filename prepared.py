@@ -52,7 +52,7 @@ class PreparedReads:
         if self.in_transaction():
             return self.execute_sql(sql, params)
         name, execute, prepare_and_execute = statement_texts(sql)
-        attempt = execute if name in _prepared_on(self.connection()) else prepare_and_execute
+        attempt = execute if _has_prepared(self.connection(), name) else prepare_and_execute
         for _ in range(2):
             try:
                 cursor = self.execute_sql(attempt, params)
@@ -61,7 +61,7 @@ class PreparedReads:
                 if attempt is None:
                     raise
                 continue
-            _prepared_on(self.connection()).add(name)  # the connection now, which a reconnect may have replaced
+            _remember(self.connection(), name)  # the connection now: a reconnect may have replaced it
             return cursor
         # Behind PgBouncer the second attempt may land on yet another server connection, which answers the
         # other way again: the text itself, which every server runs.
@@ -83,8 +83,16 @@ def _next_attempt(sqlstate, name, execute, prepare_and_execute):
 _prepared_by_connection = weakref.WeakKeyDictionary()
 
 
-def _prepared_on(connection):
-    return _prepared_by_connection.setdefault(connection, set())
+def _has_prepared(connection, name):
+    return name in _prepared_by_connection.get(connection, ())
+
+
+def _remember(connection, name):
+    known = _prepared_by_connection.get(connection)
+    if known is None:
+        _prepared_by_connection[connection] = {name}
+    else:
+        known.add(name)
 
 
 @functools.lru_cache(maxsize=256)

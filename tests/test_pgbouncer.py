@@ -16,7 +16,7 @@ import pytest
 
 import models
 import prepared
-from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url
+from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 from counting import CountingPgConnection, STATEMENTS
 from serving import free_port
 
@@ -95,25 +95,27 @@ def test_every_read_answers_right_on_whichever_server_connection_it_lands(client
                                                                           through_pgbouncer):
     add_chats(SESSION_ID, *({"jid": f"{n}@s.whatsapp.net", "lastMessageAt": 1_700_000_000_000 + n}
                             for n in range(6)))
-    reads = {chat_url(SESSION_ID, "1@s.whatsapp.net"): lambda body: [body["jid"]] == ["1@s.whatsapp.net"],
-             chat_url(SESSION_ID) + "?limit=2": lambda body: _jids(body) == ["5@s.whatsapp.net", "4@s.whatsapp.net"],
-             chat_url(SESSION_ID) + "?limit=2&archived=false&type=dm":
-                 lambda body: _jids(body) == ["5@s.whatsapp.net", "4@s.whatsapp.net"],
-             f"/api/v1/sessions/{SESSION_ID}/changes?limit=2":
-                 lambda body: _jids(body) == ["0@s.whatsapp.net", "1@s.whatsapp.net"],
-             chat_url(OTHER_SESSION_ID, "1@s.whatsapp.net"): lambda body: body["error"]["code"] == "not_found"}
-    first = {}
+    urls = [chat_url(SESSION_ID, "1@s.whatsapp.net"), chat_url(SESSION_ID) + "?limit=2",
+            chat_url(SESSION_ID) + "?limit=2&archived=false&type=dm", f"/api/v1/sessions/{SESSION_ID}/changes?limit=2",
+            chat_url(OTHER_SESSION_ID, "1@s.whatsapp.net")]
+    answers = {url: [] for url in urls}
     for _ in range(8):
-        for url, right in reads.items():
+        for url in urls:
             response = client.get(url, headers=headers)
-            assert response.status_code == (404 if OTHER_SESSION_ID in url else 200), response.get_json()
-            assert right(response.get_json()), response.get_json()
-            assert first.setdefault(url, response.get_json()) == response.get_json()
+            answers[url].append((response.status_code, response.headers.get("ETag"), response.get_json()))
     prepares = [sql.split()[1] for sql in through_pgbouncer if sql.startswith("PREPARE " + prepared.NAME_PREFIX)]
     # Some statement met a server connection that did not have it after another had prepared it: the reads
     # really did move between server connections.
     assert max(prepares.count(name) for name in prepares) >= 2, through_pgbouncer
 
-
-def _jids(body):
-    return [entry["jid"] for entry in body["data"]]
+    models.bind_database(TEST_URL)  # the same requests straight to PostgreSQL: every answer above is this one
+    for url in urls:
+        direct = client.get(url, headers=headers)
+        expected = (direct.status_code, direct.headers.get("ETag"), direct.get_json())
+        assert all(answer == expected for answer in answers[url]), (url, answers[url], expected)
+    one, page, filtered, changes, other = (client.get(url, headers=headers) for url in urls)
+    assert one.status_code == 200 and one.get_json()["jid"] == "1@s.whatsapp.net"
+    assert [chat["jid"] for chat in page.get_json()["data"]] == ["5@s.whatsapp.net", "4@s.whatsapp.net"]
+    assert [chat["jid"] for chat in filtered.get_json()["data"]] == ["5@s.whatsapp.net", "4@s.whatsapp.net"]
+    assert [change["jid"] for change in changes.get_json()["data"]] == ["0@s.whatsapp.net", "1@s.whatsapp.net"]
+    assert other.status_code == 404 and other.get_json() == error_body("not_found", "session not found")

@@ -202,11 +202,11 @@ def test_each_answer_of_the_server_leads_to_the_next_statement(remembered, answe
     database = ScriptedDatabase(answers)
     sql = 'SELECT %s AS "scripted"'
     if remembered:
-        prepared._prepared_on(database).add(prepared.statement_texts(sql)[0])
+        prepared._remember(database, prepared.statement_texts(sql)[0])
     assert database.execute_read(sql, [1]) == "rows"
     assert database.sent == sent
     # Remembered once a prepared statement answered (the text as it is says nothing of the server's).
-    assert (prepared.statement_texts(sql)[0] in prepared._prepared_on(database)) is (remembered or sent[-1] != "SELECT")
+    assert prepared._has_prepared(database, prepared.statement_texts(sql)[0]) is (remembered or sent[-1] != "SELECT")
 
 
 def test_any_other_failure_is_the_callers():
