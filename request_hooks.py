@@ -24,7 +24,8 @@ def begin_request():
 def finish_request(response):
     """Echo the request id, count and time the request, and log it; on error responses too."""
     state, current = g._get_current_object(), request._get_current_object()
-    elapsed_seconds = time.perf_counter() - state.get("started", time.perf_counter())
+    started = state.get("started")  # None when a hook before it failed
+    elapsed_seconds = time.perf_counter() - started if started is not None else 0.0
     request_id = state.get("request_id")
     if request_id is not None:
         response.headers.add("X-Request-ID", request_id)  # nothing else sets it; add skips set's search

@@ -108,3 +108,26 @@ def test_a_sane_request_id_is_kept_otherwise_one_is_made(client, sent, kept):
 def test_every_answer_carries_a_request_id(client, orgs):
     for response in (client.get("/nope"), client.get(chat_url(SESSION_ID)), client.delete("/healthz")):
         assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+def test_a_forked_worker_counts_under_its_own_process_id_and_makes_its_own_request_ids():
+    """Both are read once per process, not by a system call per request: a fork (gunicorn's worker) must still
+    count under its own id and draw request ids of its own, not a copy of its parent's."""
+    import os
+
+    import metrics
+    import request_ids
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the forked worker: report, then leave without running pytest's exit handlers
+        os.write(writer, f"{metrics.THIS_PROCESS()} {os.getpid()} "
+                         f"{request_ids.kept_or_made({})}".encode())
+        os._exit(0)
+    os.close(writer)
+    parent_id = request_ids.kept_or_made({})
+    os.waitpid(child, 0)
+    counted_as, child_pid, child_id = os.read(reader, 200).decode().split()
+    assert counted_as == child_pid and int(child_pid) == child
+    assert metrics.THIS_PROCESS() == os.getpid()
+    assert re.fullmatch(r"[0-9a-f]{32}", child_id) and child_id != parent_id
