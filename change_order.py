@@ -35,6 +35,9 @@ LOCK_NAMESPACE = 0x43686174  # "Chat"
 _LOCKED = ('(SELECT pg_advisory_xact_lock(%d, hashtext({p})) OFFSET 0) AS "locked"' % LOCK_NAMESPACE)
 # Takes the session's lock until the transaction ends (parameter: the session id).
 LOCK_SQL = "SELECT 1 FROM " + _LOCKED.format(p="%s")
+# PostgreSQL: a new position for each row of a statement, in a write that holds the session's lock already
+# (lock_session); the bulk import's upsert draws its batch's positions so.
+POSITION_PER_ROW_HOLDING_LOCK = "nextval('change_position')"
 # SQLite: the session's latest position (parameters: the session id three times).
 LATEST_SQLITE = ('MAX((SELECT COALESCE(MAX("change_seq"), 0) FROM "chat" WHERE "session_id" = {p}), '
                  '(SELECT COALESCE(MAX("change_seq"), 0) FROM "chat_tombstone" WHERE "session_id" = {p}), '

@@ -7,6 +7,7 @@ so a follower of the changes feed never misses a change.
 import functools
 import io
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import change_order
 import models
@@ -141,42 +142,53 @@ def upsert_chats(session_id, rows, new_chat_defaults, position, by_copy=False):
     INSERT … ON CONFLICT can't touch a row twice (so the later row wins key by key).
     """
     has_tombstones = ChatTombstone.select().where(ChatTombstone.session == session_id).exists()
-    batch_size = COPY_BATCH_SIZE if by_copy else UPSERT_BATCH_SIZE
-    count, batch, batch_keys, batch_jids = 0, [], None, set()
+    if by_copy:
+        return _copy_upsert_batches(session_id, _batches(rows, COPY_BATCH_SIZE), new_chat_defaults, has_tombstones,
+                                    position)
+    count = 0
+    for keys, batch in _batches(rows, UPSERT_BATCH_SIZE):
+        count += len(batch)
+        position = _upsert_batch(session_id, keys, batch, new_chat_defaults, has_tombstones)
+    return count, position
+
+
+def _batches(rows, batch_size):
+    """(keys, rows): runs of consecutive rows with the same keys and no jid twice, at most batch_size each."""
+    batch, batch_keys, batch_jids = [], None, set()
     for row in rows:
-        count += 1
         if "last_message_at" in row:
             row["sort_at"] = models.sort_at_for(row["last_message_at"])  # the row is this write's own
         keys = tuple(sorted(row))
         if batch and (keys != batch_keys or row["jid"] in batch_jids or len(batch) >= batch_size):
-            position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones, by_copy)
+            yield batch_keys, batch
             batch, batch_jids = [], set()
         batch.append(row)
         batch_keys = keys
         batch_jids.add(row["jid"])
     if batch:
-        position = _upsert_batch(session_id, batch_keys, batch, new_chat_defaults, has_tombstones, by_copy)
-    return count, position
+        yield batch_keys, batch
 
 
-def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones, by_copy):
+def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
     positions = change_order.draw_positions(session_id, len(rows))
     if has_tombstones:
         # A jid is live or tombstoned, never both: stored again, it is no longer deleted.
         _delete_where_jid_in(ChatTombstone, session_id, [row["jid"] for row in rows])
-    insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT)
-    # Every row writes its place in the change order, then its keys, a new chat taking the defaults for the rest.
-    carried = tuple(sorted(set(insert_defaults) | set(keys)))
-    columns = ("session_id", "change_seq", "changed_by") + carried
-    defaults = [(name, insert_defaults.get(name)) for name in carried]
-    values = ([session_id, position, SYNC, *[row.get(name, default) for name, default in defaults]]
+    columns, defaults = _written_columns(keys, new_chat_defaults)
+    columns = ("change_seq",) + columns
+    values = ([position, session_id, SYNC, *[row.get(name, default) for name, default in defaults]]
               for position, row in zip(positions, rows))
-    if by_copy:
-        _copy_upsert(tuple(keys), columns, values)
-    else:
-        database.execute_sql(_values_upsert_sql(database.obj.param, tuple(keys), columns, len(rows)),
-                             list(itertools.chain.from_iterable(values)))
+    database.execute_sql(_values_upsert_sql(database.obj.param, keys, columns, len(rows)),
+                         list(itertools.chain.from_iterable(values)))
     return positions[-1]
+
+
+def _written_columns(keys, new_chat_defaults):
+    """The columns an upsert of rows with these keys writes (its place in the change order aside), and each
+    carried column's default: every row writes its keys, a new chat taking the defaults for the rest."""
+    insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT)
+    carried = tuple(sorted(set(insert_defaults) | set(keys)))
+    return ("session_id", "changed_by") + carried, [(name, insert_defaults.get(name)) for name in carried]
 
 
 @functools.lru_cache(maxsize=64)
@@ -190,18 +202,52 @@ def _values_upsert_sql(placeholder, keys, columns, row_count):
     return f'INSERT INTO "chat" ({_column_list(columns)}) VALUES {", ".join([row] * row_count)} {_on_conflict(keys)}'
 
 
-def _copy_upsert(keys, columns, values):
-    """The same upsert, its rows sent with COPY into a temporary table, then inserted from there in one statement:
-    a 1,000-row VALUES list cost PostgreSQL more to parse and plan than to write."""
+# --- PostgreSQL's bulk path (import-chats) ----------------------------------------------
+
+STAGING_TABLE = "chat_staging"
+
+
+def _copy_upsert_batches(session_id, batches, new_chat_defaults, has_tombstones, position):
+    """The same upsert, each batch sent with COPY into a temporary table and upserted from there in one statement
+    (a 1,000-row VALUES list cost PostgreSQL more to parse and plan than to write); (row count, last position).
+
+    The database's work (the upsert) and Python's (parsing lines, writing the next batch's COPY text) overlap:
+    each batch's upsert runs on a thread, which psycopg2 lets go of the GIL for, while the next batch is made
+    ready; the next COPY waits for it. Batches still apply one after the other, so a later line still wins.
+    A batch's positions are drawn by its upsert itself, under the session's lock like any other draw
+    (change_order.py), so nothing else needs the connection while the upsert runs.
+    """
     cursor = database.cursor()
     # The table lives until the transaction ends (PgBouncer's transaction pooling is fine with that).
-    cursor.execute('CREATE TEMPORARY TABLE IF NOT EXISTS "chat_staging" ON COMMIT DROP AS '
+    cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{STAGING_TABLE}" ON COMMIT DROP AS '
                    'SELECT * FROM "chat" WITH NO DATA')
-    cursor.execute('TRUNCATE "chat_staging"')
-    text = "".join(map(_copy_line, values))
-    cursor.copy_expert(f'COPY "chat_staging" ({_column_list(columns)}) FROM STDIN', io.StringIO(text))
-    cursor.execute(f'INSERT INTO "chat" ({_column_list(columns)}) SELECT {_column_list(columns)} '
-                   f'FROM "chat_staging" {_on_conflict(keys)}')
+    count, upserting = 0, None
+    # Leaving the block, on an error too, waits for an upsert still running: the transaction then rolls back whole.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-upsert") as writer:
+        for keys, rows in batches:
+            count += len(rows)
+            columns, defaults = _written_columns(keys, new_chat_defaults)
+            text = "".join([_copy_line([session_id, SYNC, *[row.get(name, default) for name, default in defaults]])
+                            for row in rows])
+            if upserting is not None:
+                upserting.result()  # raises the upsert's error, if it failed
+            cursor.execute(f'TRUNCATE "{STAGING_TABLE}"')
+            cursor.copy_expert(f'COPY "{STAGING_TABLE}" ({_column_list(columns)}) FROM STDIN', io.StringIO(text))
+            upserting = writer.submit(_upsert_staged, cursor, session_id, keys, columns, has_tombstones)
+        if upserting is None:
+            return 0, position
+        upserting.result()
+    cursor.execute("SELECT currval('change_position')")  # this transaction's last draw: its last upsert's
+    return count, cursor.fetchone()[0]
+
+
+def _upsert_staged(cursor, session_id, keys, columns, has_tombstones):
+    if has_tombstones:
+        cursor.execute(f'DELETE FROM "chat_tombstone" USING "{STAGING_TABLE}" WHERE "chat_tombstone"."session_id" = %s '
+                       f'AND "chat_tombstone"."jid" = "{STAGING_TABLE}"."jid"', [session_id])
+    cursor.execute(f'INSERT INTO "chat" ({_column_list(columns)}, "change_seq") '
+                   f'SELECT {_column_list(columns)}, {change_order.POSITION_PER_ROW_HOLDING_LOCK} '
+                   f'FROM "{STAGING_TABLE}" {_on_conflict(keys)}')
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

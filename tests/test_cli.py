@@ -4,10 +4,12 @@ import os
 import subprocess
 import sys
 
+import peewee
 import pytest
 
 import auth
 import models
+import writes
 from conftest import SESSION_ID, add_chats, connected, stored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +130,80 @@ def test_import_same_jid_twice_keeps_the_last_line(runner, orgs):
     lines = '{"jid": "1@s.whatsapp.net", "name": "a"}\n{"jid": "1@s.whatsapp.net", "name": "b"}\n'
     assert runner.invoke(args=["import-chats", SESSION_ID, "-"], input=lines).stdout == "2\n"
     assert stored("1@s.whatsapp.net")["name"] == "b"
+
+
+def test_import_in_many_batches_applies_them_in_order(runner, orgs, monkeypatch):
+    """On PostgreSQL a batch's upsert runs while the next batch is made ready; they still apply one after the
+    other, so a jid's later line wins over an earlier batch's, and every chat takes a new position."""
+    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
+    add_chats(SESSION_ID, {"jid": "9@g.us"})
+    before = _newest_position()
+    lines = [{"jid": "1@s.whatsapp.net", "name": "a"}, {"jid": "2@s.whatsapp.net"}, {"jid": "3@g.us"},
+             {"jid": "1@s.whatsapp.net", "unreadCount": 4}, {"jid": "4@g.us"}, {"jid": "1@s.whatsapp.net", "name": "c"},
+             {"jid": "9@g.us", "name": "again"}]
+    result = runner.invoke(args=["import-chats", SESSION_ID, "-"], input="".join(json.dumps(line) + "\n" for line in lines))
+    assert (result.exit_code, result.stdout) == (0, "7\n")
+    one = stored("1@s.whatsapp.net")
+    assert (one["name"], one["unread_count"]) == ("c", 4)
+    assert stored("9@g.us")["name"] == "again"
+    positions = _positions()
+    assert len(positions) == 5 and len(set(positions.values())) == 5 and min(positions.values()) > before
+
+
+def test_import_brings_back_a_deleted_chat(runner, orgs, monkeypatch):
+    """A tombstoned jid imported again is a live chat, and no longer a tombstone, whichever batch it is in."""
+    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"}, {"jid": "2@g.us"}, {"jid": "3@g.us"})
+    _delete(SESSION_ID, ["2@g.us", "3@g.us"])
+    lines = "".join(json.dumps({"jid": jid}) + "\n" for jid in ["4@g.us", "5@g.us", "3@g.us"])
+    assert runner.invoke(args=["import-chats", SESSION_ID, "-"], input=lines).stdout == "3\n"
+    assert sorted(_positions()) == ["1@s.whatsapp.net", "3@g.us", "4@g.us", "5@g.us"]
+    assert _tombstoned() == ["2@g.us"]
+
+
+def test_a_batch_failing_in_the_database_mid_import_keeps_nothing(runner, orgs, monkeypatch):
+    """An upsert that fails while the next batch is being made ready: its error is the import's, and the
+    batches before it are rolled back with it."""
+    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
+    add_chats(SESSION_ID, {"jid": "0@s.whatsapp.net", "name": "before"})
+    upsert = "_upsert_staged" if models.on_postgresql() else "_upsert_batch"
+    real, calls = getattr(writes, upsert), []
+
+    def failing_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise peewee.OperationalError("could not extend file: No space left on device")
+        return real(*args)
+    monkeypatch.setattr(writes, upsert, failing_second)
+    lines = "".join(json.dumps({"jid": f"{n}@s.whatsapp.net", "name": "after"}) + "\n" for n in range(7))
+    result = runner.invoke(args=["import-chats", SESSION_ID, "-"], input=lines)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == "Error: database error: could not extend file: No space left on device\n"
+    assert len(calls) == 2 and _chat_count() == 1 and stored("0@s.whatsapp.net")["name"] == "before"
+
+
+@connected
+def _newest_position():
+    return models.Chat.select(peewee.fn.MAX(models.Chat.change_seq)).scalar()
+
+
+@connected
+def _positions():
+    return {chat.jid: chat.change_seq for chat in models.Chat.select().where(models.Chat.session == SESSION_ID)}
+
+
+@connected
+def _delete(session_id, jids):
+    with models.database.atomic():
+        writes.sync_chats(session_id, [], jids, writes.NEW_CHAT_DEFAULTS)
+
+
+@connected
+def _tombstoned():
+    return sorted(tombstone.jid for tombstone in models.ChatTombstone.select())
 
 
 @pytest.mark.parametrize("name", ["tab\there", "two\nlines", "carriage\rreturn", "back\\slash", "\\N", "\\t",
