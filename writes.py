@@ -9,6 +9,8 @@ import io
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
+import peewee
+
 import change_order
 import models
 import reads
@@ -219,8 +221,9 @@ def _copy_upsert_batches(session_id, batches, new_chat_defaults, has_tombstones,
     """
     cursor = database.cursor()
     # The table lives until the transaction ends (PgBouncer's transaction pooling is fine with that).
-    cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{STAGING_TABLE}" ON COMMIT DROP AS '
-                   'SELECT * FROM "chat" WITH NO DATA')
+    with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as execute_sql gives them
+        cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{STAGING_TABLE}" ON COMMIT DROP AS '
+                       'SELECT * FROM "chat" WITH NO DATA')
     count, upserting = 0, None
     # Leaving the block, on an error too, waits for an upsert still running: the transaction then rolls back whole.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-upsert") as writer:
@@ -231,23 +234,29 @@ def _copy_upsert_batches(session_id, batches, new_chat_defaults, has_tombstones,
                             for row in rows])
             if upserting is not None:
                 upserting.result()  # raises the upsert's error, if it failed
-            cursor.execute(f'TRUNCATE "{STAGING_TABLE}"')
-            cursor.copy_expert(f'COPY "{STAGING_TABLE}" ({_column_list(columns)}) FROM STDIN', io.StringIO(text))
+            with peewee.__exception_wrapper__:
+                cursor.execute(f'TRUNCATE "{STAGING_TABLE}"')
+                cursor.copy_expert(f'COPY "{STAGING_TABLE}" ({_column_list(columns)}) FROM STDIN',
+                                   io.StringIO(text))
             upserting = writer.submit(_upsert_staged, cursor, session_id, keys, columns, has_tombstones)
         if upserting is None:
             return 0, position
         upserting.result()
-    cursor.execute("SELECT currval('change_position')")  # this transaction's last draw: its last upsert's
-    return count, cursor.fetchone()[0]
+    with peewee.__exception_wrapper__:
+        cursor.execute("SELECT currval('change_position')")  # this transaction's last draw: its last upsert's
+        return count, cursor.fetchone()[0]
 
 
 def _upsert_staged(cursor, session_id, keys, columns, has_tombstones):
-    if has_tombstones:
-        cursor.execute(f'DELETE FROM "chat_tombstone" USING "{STAGING_TABLE}" WHERE "chat_tombstone"."session_id" = %s '
-                       f'AND "chat_tombstone"."jid" = "{STAGING_TABLE}"."jid"', [session_id])
-    cursor.execute(f'INSERT INTO "chat" ({_column_list(columns)}, "change_seq") '
-                   f'SELECT {_column_list(columns)}, {change_order.POSITION_PER_ROW_HOLDING_LOCK} '
-                   f'FROM "{STAGING_TABLE}" {_on_conflict(keys)}')
+    """The staged batch upserted, each row drawing its position; a tombstone of a jid stored again removed."""
+    with peewee.__exception_wrapper__:
+        if has_tombstones:
+            cursor.execute(f'DELETE FROM "chat_tombstone" USING "{STAGING_TABLE}" WHERE '
+                           f'"chat_tombstone"."session_id" = %s AND "chat_tombstone"."jid" = "{STAGING_TABLE}"."jid"',
+                           [session_id])
+        cursor.execute(f'INSERT INTO "chat" ({_column_list(columns)}, "change_seq") '
+                       f'SELECT {_column_list(columns)}, {change_order.POSITION_PER_ROW_HOLDING_LOCK} '
+                       f'FROM "{STAGING_TABLE}" {_on_conflict(keys)}')
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -142,7 +142,8 @@ def test_import_in_many_batches_applies_them_in_order(runner, orgs, monkeypatch)
     lines = [{"jid": "1@s.whatsapp.net", "name": "a"}, {"jid": "2@s.whatsapp.net"}, {"jid": "3@g.us"},
              {"jid": "1@s.whatsapp.net", "unreadCount": 4}, {"jid": "4@g.us"}, {"jid": "1@s.whatsapp.net", "name": "c"},
              {"jid": "9@g.us", "name": "again"}]
-    result = runner.invoke(args=["import-chats", SESSION_ID, "-"], input="".join(json.dumps(line) + "\n" for line in lines))
+    result = runner.invoke(args=["import-chats", SESSION_ID, "-"],
+                           input="".join(json.dumps(line) + "\n" for line in lines))
     assert (result.exit_code, result.stdout) == (0, "7\n")
     one = stored("1@s.whatsapp.net")
     assert (one["name"], one["unread_count"]) == ("c", 4)
@@ -163,26 +164,39 @@ def test_import_brings_back_a_deleted_chat(runner, orgs, monkeypatch):
     assert _tombstoned() == ["2@g.us"]
 
 
-def test_a_batch_failing_in_the_database_mid_import_keeps_nothing(runner, orgs, monkeypatch):
-    """An upsert that fails while the next batch is being made ready: its error is the import's, and the
-    batches before it are rolled back with it."""
+def test_a_batch_the_database_refuses_mid_import_keeps_nothing(runner, orgs, monkeypatch, refusing_jid):
+    """The database refuses the third batch's upsert (on PostgreSQL, while the fourth is being made ready): its
+    error is the import's, one line, and the batches before it are rolled back with it."""
     monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
     monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
     add_chats(SESSION_ID, {"jid": "0@s.whatsapp.net", "name": "before"})
-    upsert = "_upsert_staged" if models.on_postgresql() else "_upsert_batch"
-    real, calls = getattr(writes, upsert), []
-
-    def failing_second(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise peewee.OperationalError("could not extend file: No space left on device")
-        return real(*args)
-    monkeypatch.setattr(writes, upsert, failing_second)
     lines = "".join(json.dumps({"jid": f"{n}@s.whatsapp.net", "name": "after"}) + "\n" for n in range(7))
     result = runner.invoke(args=["import-chats", SESSION_ID, "-"], input=lines)
     assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr == "Error: database error: could not extend file: No space left on device\n"
-    assert len(calls) == 2 and _chat_count() == 1 and stored("0@s.whatsapp.net")["name"] == "before"
+    assert result.stderr == "Error: database error: no space left on device\n"
+    assert _chat_count() == 1 and stored("0@s.whatsapp.net")["name"] == "before"
+
+
+@pytest.fixture
+def refusing_jid():
+    """A trigger refusing to store chat 5@s.whatsapp.net, as a full disk would refuse a write."""
+    with models.database.connection_context():
+        if models.on_postgresql():
+            models.database.execute_sql(
+                "CREATE FUNCTION refuse_chat() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'no space left on device'; END $$")
+            models.database.execute_sql(
+                "CREATE TRIGGER refuse_chat BEFORE INSERT ON chat FOR EACH ROW "
+                "WHEN (NEW.jid = '5@s.whatsapp.net') EXECUTE FUNCTION refuse_chat()")
+        else:
+            models.database.execute_sql(
+                "CREATE TRIGGER refuse_chat BEFORE INSERT ON chat WHEN NEW.jid = '5@s.whatsapp.net' "
+                "BEGIN SELECT RAISE(ABORT, 'no space left on device'); END")
+    yield
+    with models.database.connection_context():
+        models.database.execute_sql("DROP TRIGGER refuse_chat" + (" ON chat" if models.on_postgresql() else ""))
+        if models.on_postgresql():
+            models.database.execute_sql("DROP FUNCTION refuse_chat()")
 
 
 @connected
