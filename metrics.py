@@ -13,35 +13,9 @@ import os
 
 from flask import Response, current_app, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
-                               generate_latest, multiprocess, values)
+                               generate_latest, multiprocess)
 
 from errors import ApiError, not_found
-
-
-class _ThisProcess:
-    """The process id, read once per process rather than by a system call on every count.
-
-    In multiprocess mode prometheus_client asks for the process id on each
-    increment (three a request), to notice a fork; this answer changes in the
-    child of a fork too, which is all that check needs.
-    """
-
-    def __init__(self):
-        self.pid = os.getpid()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self):
-        self.pid = os.getpid()
-
-    def __call__(self):
-        return self.pid
-
-
-THIS_PROCESS = _ThisProcess()
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    # prometheus_client's own hook for the process identifier; the values of each labelled series are made
-    # when it is first used, in the worker, with this class.
-    values.ValueClass = values.MultiProcessValue(process_identifier=THIS_PROCESS)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUESTS = Counter("chatstore_http_requests_total", "Requests answered, by route template, method and status.",

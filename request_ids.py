@@ -1,15 +1,11 @@
 """X-Request-ID: a sane incoming id is kept, otherwise one is made; it is echoed and logged (request_hooks)."""
-import random
 import re
+import secrets
 
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def kept_or_made(environ):
-    """The request's X-Request-ID if it is sane, else a new random one (32 hex digits).
-
-    An id only has to be unique, not secret: it comes from `random`, which Python reseeds in every forked
-    worker, rather than from the operating system's generator (`secrets`), a system call on every request.
-    """
+    """The request's X-Request-ID if it is sane, else a new random one (32 hex digits)."""
     sent = environ.get("HTTP_X_REQUEST_ID", "")
-    return sent if SANE_REQUEST_ID.fullmatch(sent) else random.randbytes(16).hex()
+    return sent if SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
