@@ -178,8 +178,7 @@ def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
         _delete_where_jid_in(ChatTombstone, session_id, [row["jid"] for row in rows])
     columns, defaults = _written_columns(keys, new_chat_defaults)
     columns = ("change_seq",) + columns
-    values = ([position, session_id, SYNC, *[row.get(name, default) for name, default in defaults]]
-              for position, row in zip(positions, rows))
+    values = ([position, *_written_values(session_id, defaults, row)] for position, row in zip(positions, rows))
     database.execute_sql(_values_upsert_sql(database.obj.param, keys, columns, len(rows)),
                          list(itertools.chain.from_iterable(values)))
     return positions[-1]
@@ -191,6 +190,11 @@ def _written_columns(keys, new_chat_defaults):
     insert_defaults = dict(new_chat_defaults, sort_at=models.NO_MESSAGE_SORT_AT)
     carried = tuple(sorted(set(insert_defaults) | set(keys)))
     return ("session_id", "changed_by") + carried, [(name, insert_defaults.get(name)) for name in carried]
+
+
+def _written_values(session_id, defaults, row):
+    """A row's values for _written_columns' columns."""
+    return [session_id, SYNC, *[row.get(name, default) for name, default in defaults]]
 
 
 @functools.lru_cache(maxsize=64)
@@ -230,8 +234,7 @@ def _copy_upsert_batches(session_id, batches, new_chat_defaults, has_tombstones,
         for keys, rows in batches:
             count += len(rows)
             columns, defaults = _written_columns(keys, new_chat_defaults)
-            text = "".join([_copy_line([session_id, SYNC, *[row.get(name, default) for name, default in defaults]])
-                            for row in rows])
+            text = "".join([_copy_line(_written_values(session_id, defaults, row)) for row in rows])
             if upserting is not None:
                 upserting.result()  # raises the upsert's error, if it failed
             with peewee.__exception_wrapper__:
