@@ -5,6 +5,7 @@ whenever the body would, and it is strong, as If-Match's comparison requires
 (RFC 9110 §13.1.1).
 """
 import hashlib
+import json
 
 from flask import current_app, request
 
@@ -13,8 +14,19 @@ from errors import ApiError
 STALE_MESSAGE = "the chat has changed since it was read (If-Match does not match its ETag); read it again"
 
 
+JSON_CONTENT_TYPE = "application/json"
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # Flask's compact defaults; payloads hold only JSON types
+
+
 def _digest(body):
     return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def json_body(payload):
+    """The bytes Flask's JSON provider sends for payload (compact, ASCII, a newline after), made by one encoder
+    kept for the process: the provider builds a new encoder for every response, and its response then reads
+    back the bytes it was given."""
+    return (_ENCODER.encode(payload) + "\n").encode()
 
 
 def json_response(payload, conditional=True):
@@ -22,8 +34,9 @@ def json_response(payload, conditional=True):
 
     Called after the view's own checks, so a 304 never skips a 401, 403 or 404.
     """
-    response = current_app.json.response(payload)
-    etag = _digest(response.get_data())
+    body = json_body(payload)
+    etag = _digest(body)
+    response = current_app.response_class(body, content_type=JSON_CONTENT_TYPE)
     response.headers.add("ETag", f'"{etag}"')  # a new response has none; add skips set's search for one
     if conditional and "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(etag):
         # If-None-Match compares weakly (RFC 9110 §13.1.2). The response itself becomes the 304, as werkzeug's own
@@ -34,7 +47,7 @@ def json_response(payload, conditional=True):
 
 
 def etag_of(payload):
-    return _digest(current_app.json.response(payload).get_data())
+    return _digest(json_body(payload))
 
 
 def if_match_guard(dump):

@@ -98,6 +98,7 @@ def test_last_use_is_written_at_most_once_a_minute(client, keys, chat, monkeypat
     start = datetime.datetime(2026, 1, 1, 12, 0, 0)
     clock = {"now": start}
     monkeypatch.setattr(models, "now_utc", lambda: clock["now"])
+    monkeypatch.setattr(auth, "seconds_since_epoch", lambda: (clock["now"] - auth.UNIX_EPOCH).total_seconds())
     writes = []
     real_touch = models.touch_api_key
     monkeypatch.setattr(models, "touch_api_key", lambda *args: (writes.append(args), real_touch(*args)))
