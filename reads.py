@@ -100,10 +100,10 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
     """
     sql, params = statement(owner, session_id, body_sql, body_params, body_fields, gated=True)
     rows = database.execute_read(sql, params).fetchall()
-    start = len(HEAD_NAMES)
-    jid_at = start + _names(body_fields).index("jid")
+    start, names = len(HEAD_NAMES), _names(body_fields)  # once per read, not per row: a page has up to 201
+    jid_at = start + names.index("jid")
     heads = [row for row in rows if row[jid_at] is None]
-    body = [_body(body_fields, row) for row in rows if row[jid_at] is not None]
+    body = [dict(zip(names, row[start:])) for row in rows if row[jid_at] is not None]
     body.sort(key=order_key, reverse=descending)
     return Read(dict(zip(HEAD_NAMES, heads[0])) if heads else None, body)
 
