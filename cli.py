@@ -3,7 +3,9 @@
 Each prints only its result on stdout (an id, a key, a count) so scripts can
 capture it; errors go to stderr as one line with exit status 1.
 """
+import contextlib
 import functools
+import gc
 import json
 import random
 import sys
@@ -191,11 +193,25 @@ def import_rows(session_id, rows, progress=False):
     The same write path as POST …/sync, so imported chats show in the changes feed.
     """
     counted = _Counter(rows, progress)
-    writes.use_bulk_cache()
-    with models.database.atomic():
+    writes.prepare_bulk_import()
+    with _cycle_collector_paused(), models.database.atomic():
         writes.sync_chats(session_id, counted, [], writes.NEW_CHAT_DEFAULTS, bulk=True)
     counted.finish()
     return counted.count
+
+
+@contextlib.contextmanager
+def _cycle_collector_paused():
+    """Python's cycle collector off for a bulk import. Each line makes a dict and a list that reference counting
+    frees once their batch is written; the collector, run every few hundred of them, walked the batches in flight
+    again and again (1,000,000 lines: 13.7 -> 12.2 s, the same peak memory)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Counter:

@@ -133,9 +133,9 @@ def test_import_same_jid_twice_keeps_the_last_line(runner, orgs):
 
 
 def test_import_in_many_batches_applies_them_in_order(runner, orgs, monkeypatch):
-    """On PostgreSQL a batch's upsert runs while the next batch is made ready; they still apply one after the
-    other, so a jid's later line wins over an earlier batch's, and every chat takes a new position."""
-    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    """A batch's upsert runs while the next batch is made ready; they still apply one after the other, so a
+    jid's later line wins over an earlier batch's, and every chat takes a new position."""
+    monkeypatch.setattr(writes, "STAGED_BATCH_SIZE", 2)
     monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
     add_chats(SESSION_ID, {"jid": "9@g.us"})
     before = _newest_position()
@@ -154,7 +154,7 @@ def test_import_in_many_batches_applies_them_in_order(runner, orgs, monkeypatch)
 
 def test_import_brings_back_a_deleted_chat(runner, orgs, monkeypatch):
     """A tombstoned jid imported again is a live chat, and no longer a tombstone, whichever batch it is in."""
-    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    monkeypatch.setattr(writes, "STAGED_BATCH_SIZE", 2)
     monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
     add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"}, {"jid": "2@g.us"}, {"jid": "3@g.us"})
     _delete(SESSION_ID, ["2@g.us", "3@g.us"])
@@ -165,9 +165,9 @@ def test_import_brings_back_a_deleted_chat(runner, orgs, monkeypatch):
 
 
 def test_a_batch_the_database_refuses_mid_import_keeps_nothing(runner, orgs, monkeypatch, refusing_jid):
-    """The database refuses the third batch's upsert (on PostgreSQL, while the fourth is being made ready): its
-    error is the import's, one line, and the batches before it are rolled back with it."""
-    monkeypatch.setattr(writes, "COPY_BATCH_SIZE", 2)
+    """The database refuses the third batch's upsert (while the fourth is being made ready): its error is the
+    import's, one line, and the batches before it are rolled back with it."""
+    monkeypatch.setattr(writes, "STAGED_BATCH_SIZE", 2)
     monkeypatch.setattr(writes, "UPSERT_BATCH_SIZE", 2)
     add_chats(SESSION_ID, {"jid": "0@s.whatsapp.net", "name": "before"})
     lines = "".join(json.dumps({"jid": f"{n}@s.whatsapp.net", "name": "after"}) + "\n" for n in range(7))
