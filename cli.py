@@ -164,7 +164,7 @@ def chat_rows(lines):
         if not line.strip():
             continue
         try:
-            chat = json.loads(line)
+            chat = json_value(line)
             if not isinstance(chat, dict):
                 raise ValidationError("must be a JSON object")
             row = load_line(chat)
@@ -173,6 +173,23 @@ def chat_rows(lines):
         except ValidationError as error:
             raise _bad_line(number, _one_line(error.messages)) from None
         yield row
+
+
+JSON_WHITESPACE = " \t\n\r"
+_scan_json_value = json.JSONDecoder().scan_once
+
+
+def json_value(line):
+    """json.loads(line), without the two Python layers around its C scanner (a million lines: ~0.8 s): one JSON
+    value, alone on the line but for JSON's whitespace; ValueError otherwise."""
+    text = line.strip(JSON_WHITESPACE)
+    try:
+        value, end = _scan_json_value(text, 0)
+    except StopIteration:  # the scanner's word for "no value starts here"
+        raise ValueError("not a JSON value") from None
+    if end != len(text):
+        raise ValueError("more than one JSON value")
+    return value
 
 
 def _bad_line(number, reason):

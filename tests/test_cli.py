@@ -8,6 +8,7 @@ import peewee
 import pytest
 
 import auth
+import cli
 import models
 import writes
 from conftest import SESSION_ID, add_chats, connected, stored
@@ -239,8 +240,26 @@ def test_a_bad_line_after_many_batches_keeps_nothing(runner, orgs):
     assert _chat_count() == 1 and stored("0@s.whatsapp.net")["name"] == "before"
 
 
+@pytest.mark.parametrize("line", [
+    '{"a": 1}', '  {"a": [1, {"b": null}]}\t\r\n', '"x"', "1", "NaN", "[]", "", "   ", "{", "{}}", '{"a": 1} {"a": 2}',
+    "1 2", "\ufeff{}", "\x0c{}", "{}\x0c", '{"a": 1,}', '{"a": "\\ud800"}', "[1,\n2]", "\u00a0{}",
+])
+def test_a_line_is_read_as_json_loads_reads_it(line):
+    try:
+        expected = ("value", json.loads(line))
+    except ValueError:
+        expected = ("refused",)
+    try:
+        got = ("value", cli.json_value(line))
+    except ValueError:
+        got = ("refused",)
+    assert got == expected
+
+
 @pytest.mark.parametrize("bad_line, reason", [
     ("not json", "not valid JSON"),
+    ('{"jid": "1@s.whatsapp.net"} {"jid": "2@s.whatsapp.net"}', "not valid JSON"),
+    ('{"jid": "1@s.whatsapp.net"', "not valid JSON"),
     ("[1]", "must be a JSON object"),
     ('{"name": "x"}', "jid: Missing data for required field."),
     ('{"jid": "1@example.com"}', "jid: is not a chat JID (user@s.whatsapp.net, @lid, @g.us, @broadcast or @newsletter)"),
