@@ -8,6 +8,7 @@ import hashlib
 import json
 
 from flask import current_app, request
+from flask.json.provider import DefaultJSONProvider
 
 from errors import ApiError
 
@@ -15,7 +16,9 @@ STALE_MESSAGE = "the chat has changed since it was read (If-Match does not match
 
 
 JSON_CONTENT_TYPE = "application/json"
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # Flask's compact defaults; payloads hold only JSON types
+# Flask's compact output, with its own fallback for dates, UUIDs and decimals (tests/test_conditional.py holds the
+# two to the same bytes).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=DefaultJSONProvider.default)
 
 
 def _digest(body):

@@ -1,6 +1,12 @@
 """Conditional requests (contract §11): ETag and If-None-Match on reads, If-Match on PATCH."""
+import datetime
+import decimal
+import hashlib
+import uuid
+
 import pytest
 
+import etags
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
 
 JID = "1@s.whatsapp.net"
@@ -80,3 +86,19 @@ def test_if_match_is_checked_before_the_body(client, headers, chat):
 def test_a_stale_if_match_on_an_empty_patch_is_412(client, headers, chat):
     response = client.patch(chat_url(SESSION_ID, JID), json={}, headers={**headers, "If-Match": '"x"'})
     assert response.status_code == 412
+
+
+def test_a_body_is_the_bytes_flasks_json_provider_would_send(app):
+    """The ETag is the digest of these bytes, so they must be exactly what Flask's provider makes."""
+    payload = {"name": "Zoë 🎉 \"q\" \\ \u2028", "n": [1, -2 ** 63, 2.5, None, True, False], "nested": {"a": {}},
+               "when": datetime.datetime(2026, 1, 2, 3, 4, 5), "id": uuid.UUID(int=7), "d": decimal.Decimal("1.10")}
+    with app.app_context():
+        assert etags.json_body(payload) == app.json.response(payload).get_data()
+
+
+def test_a_served_body_and_its_etag_are_of_the_same_bytes(client, headers, orgs):
+    add_chats(SESSION_ID, {"jid": JID, "name": "Zoë 🎉"})
+    response = client.get(chat_url(SESSION_ID, JID), headers=headers)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert response.data.endswith(b"\n") and b"Zo\\u00eb \\ud83c\\udf89" in response.data
+    assert response.headers["ETag"] == '"' + hashlib.blake2b(response.data, digest_size=16).hexdigest() + '"'
