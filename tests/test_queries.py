@@ -83,3 +83,35 @@ def test_patch_with_if_match_reads_the_locked_row(client, headers, orgs, round_t
              if sql.startswith("SELECT MAX((SELECT COALESCE(MAX(") or sql.startswith("SELECT nextval(")]
     read = [n for n, sql in enumerate(round_trips) if sql.startswith('SELECT') and 'FROM "chat"' in sql]
     assert len(drawn) == 1 and read and read[-1] > drawn[0], round_trips
+
+
+
+def sqlite_program(sql, params=None):
+    """The steps SQLite's compiled program for sql takes (EXPLAIN), with every parameter null by default."""
+    with models.database.connection_context():
+        return models.database.execute_sql("EXPLAIN " + sql, params or [None] * sql.count("?")).fetchall()
+
+
+def temporary_tables(program):
+    return [step for step in program if step[1] == "OpenEphemeral"]
+
+
+def test_sqlite_builds_no_temporary_table_to_read_one_chat(client, tokens, headers, orgs, round_trips, database_url):
+    """A list of constants (`IN ('read', 'read,send', …)`) made SQLite build a b-tree and drop it on every run."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's query plan")
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    url = chat_url(SESSION_ID, "1@s.whatsapp.net")
+    client.get(url, headers=headers)
+    round_trips.clear()
+    assert client.get(url, headers=headers).status_code == 200
+    [sql] = round_trips
+    assert temporary_tables(sqlite_program(sql)) == []
+
+
+@pytest.mark.parametrize("capability", ["read", "send", "sync"])
+def test_sqlite_checks_a_keys_capability_without_a_temporary_table(database_url, capability):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's query plan")
+    program = sqlite_program('SELECT "api_key"."id" FROM "api_key" WHERE ' + reads._key_may(capability))
+    assert [step for step in program if step[1] == "Eq"] != [] and temporary_tables(program) == []
