@@ -75,8 +75,9 @@ def create_app(environ=None):
 
 def close_database(exc):
     # teardown runs even when the view raised, so the connection always goes back.
-    if not models.database.is_closed():
-        models.database.close()
+    database = models.database.obj  # the proxy's object taken directly (request_hooks)
+    if not database.is_closed():
+        database.close()
 
 
 def healthz():

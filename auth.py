@@ -165,7 +165,7 @@ class VerifiedTokenCache:
 
 
 def resolve_jwt(token):
-    verified = current_app.extensions.get("verified_tokens")
+    verified = current_app._get_current_object().extensions.get("verified_tokens")
     caller = verified.get(token) if verified is not None else None
     if caller is None:
         caller, expires_at = verify_jwt(token)
@@ -249,7 +249,8 @@ def claim(claims, name):
 # --- the router -------------------------------------------------------------------
 
 def bearer_token():
-    header = request.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers reads, without its lookup
+    # What request.headers reads, without its lookup; the proxy's object taken directly (see request_hooks).
+    header = request._get_current_object().environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.strip().partition(" ")
     if not header.strip():
         raise unauthorized("missing Authorization header; send Authorization: Bearer <token>",

@@ -19,8 +19,8 @@ SESSION_NOT_FOUND = "session not found"
 
 def connect_database():
     """Only the API routes touch the database; /healthz and preflights (OPTIONS) never do."""
-    if request.method != "OPTIONS":
-        models.database.connect()
+    if request._get_current_object().method != "OPTIONS":  # the proxies' objects taken directly: request_hooks
+        models.database.obj.connect()
 
 
 def session_id_or_404(sid):
@@ -43,9 +43,10 @@ def load_or_422(schema, data):
 def query_or_422(schema):
     """The query string loaded by schema (422 when bad). No query at all is the schema's defaults, loaded
     once: the first page, the one a frontend polls, is asked for with none, and loading costs ~15 µs."""
-    if not request.query_string:
+    current = request._get_current_object()  # one proxy lookup, not two (request_hooks)
+    if not current.query_string:
         return dict(_defaults(schema))
-    return load_or_422(schema, single_valued(request.args, schema))
+    return load_or_422(schema, single_valued(current.args, schema))
 
 
 @functools.cache

@@ -13,9 +13,24 @@ import os
 
 from flask import Response, current_app, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
-                               generate_latest, multiprocess)
+                               generate_latest, multiprocess, values)
 
 from errors import ApiError, not_found
+
+# The process id, kept: in multiprocess mode prometheus_client asks for it on every increment, to notice a
+# fork, and os.getpid is a system call (three a request). Renewed in every forked child before it runs.
+_process_id = os.getpid()
+
+
+def _renew_process_id():
+    global _process_id
+    _process_id = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_process_id)
+if values.ValueClass is not values.MutexValue:  # multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set
+    # Chosen before any metric below is made: each takes values.ValueClass when it is created.
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _process_id)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUESTS = Counter("chatstore_http_requests_total", "Requests answered, by route template, method and status.",

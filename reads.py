@@ -103,7 +103,7 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
     this one pass over rows already in order.
     """
     sql, params = statement(owner, session_id, body_sql, body_params, body_fields, gated=True)
-    rows = database.execute_read(sql, params).fetchall()
+    rows = database.obj.execute_read(sql, params).fetchall()  # .obj: request_hooks
     start, names = len(HEAD_NAMES), _names(body_fields)  # once per read, not per row: a page has up to 201
     jid_at = start + names.index("jid")
     heads = [row for row in rows if row[jid_at] is None]
@@ -115,7 +115,7 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
 def _joined_read(owner, session_id, join, join_params, body_fields):
     """One statement, one row at most: the head, and a table joined to its session row (or no table)."""
     sql, params = statement(owner, session_id, join, join_params, body_fields, gated=False)
-    rows = database.execute_read(sql, params).fetchall()
+    rows = database.obj.execute_read(sql, params).fetchall()  # .obj: request_hooks
     if not rows:
         return Read(None, [])
     joined = _body(body_fields, rows[0])
