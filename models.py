@@ -120,8 +120,17 @@ class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
     """
 
     def execute_read(self, sql, params):
-        """A hot read (reads.py); the sqlite3 module already keeps each text's compiled statement."""
-        return self.execute_sql(sql, params)
+        """A hot read (reads.py); the sqlite3 module already keeps each text's compiled statement.
+
+        Straight to the driver, with peewee's translation of its errors: execute_sql's layers (a debug log
+        call, query hooks, a cursor made through is_closed) read the connection's per-greenlet state again
+        each time, a cost under gevent. The request's connection is open already (inputs.connect_database);
+        should it not be, peewee's own path opens it."""
+        state = self._state
+        if state.closed:
+            return self.execute_sql(sql, params)
+        with peewee.__exception_wrapper__:
+            return state.conn.cursor().execute(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -52,7 +52,8 @@ class PreparedReads:
         if self.in_transaction():
             return self.execute_sql(sql, params)
         name, execute, prepare_and_execute = statement_texts(sql)
-        attempt = execute if _has_prepared(self.connection(), name) else prepare_and_execute
+        known = _has_prepared(self.connection(), name)
+        attempt = execute if known else prepare_and_execute
         for _ in range(2):
             try:
                 cursor = self.execute_sql(attempt, params)
@@ -61,7 +62,8 @@ class PreparedReads:
                 if attempt is None:
                     raise
                 continue
-            _remember(self.connection(), name)  # the connection now: a reconnect may have replaced it
+            if not (known and attempt is execute):  # a name this connection already knows needs no remembering
+                _remember(self.connection(), name)  # the connection now: a reconnect may have replaced it
             return cursor
         # Behind PgBouncer the second attempt may land on yet another server connection, which answers the
         # other way again: the text itself, which every server runs.

@@ -12,5 +12,7 @@ def kept_or_made(environ):
     module rather than the kernel: os.urandom cost a system call on every request. The random module
     reseeds itself from the kernel in every forked worker (tests/test_metrics.py holds that).
     """
-    sent = environ.get("HTTP_X_REQUEST_ID", "")
-    return sent if SANE_REQUEST_ID.fullmatch(sent) else random.getrandbits(128).to_bytes(16).hex()
+    sent = environ.get("HTTP_X_REQUEST_ID")
+    if sent is not None and SANE_REQUEST_ID.fullmatch(sent):  # most requests send none: no match to run
+        return sent
+    return random.getrandbits(128).to_bytes(16).hex()
