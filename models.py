@@ -126,11 +126,11 @@ class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
         call, query hooks, a cursor made through is_closed) read the connection's per-greenlet state again
         each time, a cost under gevent. The request's connection is open already (inputs.connect_database);
         should it not be, peewee's own path opens it."""
-        state = self._state
-        if state.closed:
+        state = self._state.__dict__  # one lookup of the greenlet-local (lean_pool.py)
+        if state["closed"]:
             return self.execute_sql(sql, params)
         with peewee.__exception_wrapper__:
-            return state.conn.cursor().execute(sql, params)
+            return state["conn"].cursor().execute(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000

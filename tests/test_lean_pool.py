@@ -8,6 +8,7 @@ import psycopg2
 import pytest
 from playhouse.pool import MaxConnectionsExceeded
 
+import lean_pool
 import models
 from conftest import SESSION_ID, chat_url, error_body
 
@@ -153,3 +154,12 @@ def test_a_request_that_finds_every_connection_busy_is_503(make_app, headers, or
     assert response.status_code == 503
     assert response.get_json() == error_body("unavailable", "every database connection is busy; try again shortly")
     models._pools[database_url].close_all()
+
+
+def test_the_state_written_at_check_out_and_in_is_peewees_own(pool):
+    """lean_pool writes peewee's connection state directly: the same fields set_connection and reset write."""
+    state = peewee._ConnectionState()
+    state.set_connection("connection")
+    assert vars(state) == lean_pool.opened_state("connection")
+    state.reset()
+    assert vars(state) == lean_pool.closed_state()
