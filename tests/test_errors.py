@@ -1,7 +1,8 @@
 """The one error envelope for framework errors too; health checks (contract §1, §5)."""
 import pytest
 
-from conftest import SESSION_ID, chat_url, error_body
+import models
+from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 
 @pytest.mark.parametrize("with_key", [False, True])
@@ -60,3 +61,23 @@ def test_chats_answer_503_when_the_database_does_not(make_app, headers):
     response = app.test_client().get(chat_url(SESSION_ID), headers=headers)
     assert response.status_code == 503
     assert response.get_json() == error_body("unavailable", "the database is not answering; try again shortly")
+
+
+@pytest.mark.parametrize("url", [chat_url(SESSION_ID, "1@s.whatsapp.net"), chat_url(SESSION_ID)])
+def test_a_hot_read_that_sqlite_aborts_is_503(client, headers, orgs, database_url, url):
+    """The hot read goes to sqlite3 directly (models.py): its errors must still arrive as peewee's, the 503."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's driver")
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    assert client.get(url, headers=headers).status_code == 200  # the pool now holds an idle connection
+    idle = [connection for _, _, connection in models.database.obj._connections]
+    for connection in idle:
+        connection.set_progress_handler(lambda: 1, 1)  # SQLite aborts the next statement: "interrupted"
+    try:
+        response = client.get(url, headers=headers)
+    finally:
+        for connection in idle:
+            connection.set_progress_handler(None, 1)
+    assert response.status_code == 503
+    assert response.get_json() == error_body("unavailable", "the database is not answering; try again shortly")
+    assert client.get(url, headers=headers).status_code == 200  # the connection went back to the pool whole
