@@ -25,6 +25,18 @@ def test_key_format_is_prefix_base62_and_checksum():
     assert auth.new_api_key() != key
 
 
+def test_the_checksum_accepts_its_own_keys_and_refuses_any_other_checksum():
+    """The check reads the sent checksum as a number; it must agree with the checksum new keys are written with."""
+    for _ in range(200):
+        key = auth.new_api_key()
+        assert auth.is_well_formed_api_key(key)
+        body, checksum = key[:-6], key[-6:]
+        for position in range(6):
+            for digit in "0Az":
+                changed = checksum[:position] + digit + checksum[position + 1:]
+                assert auth.is_well_formed_api_key(body + changed) is (changed == checksum)
+
+
 @pytest.mark.parametrize("header, message", [
     (None, "missing Authorization header; send Authorization: Bearer <token>"),
     ("", "missing Authorization header; send Authorization: Bearer <token>"),
