@@ -26,6 +26,7 @@ from reads import Owner
 
 API_KEY_PREFIX = "csk_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BASE62_DIGIT_VALUES = {digit: value for value, digit in enumerate(BASE62)}
 API_KEY_BODY_LENGTH = 43   # 32 random bytes in base62
 API_KEY_CHECKSUM_LENGTH = 6
 API_KEY_PATTERN = re.compile(
@@ -65,9 +66,6 @@ def _base62(number, width):
 
 def _checksum(text):
     return _base62(zlib.crc32(text.encode("ascii")), API_KEY_CHECKSUM_LENGTH)
-
-
-BASE62_DIGIT_VALUES = {digit: value for value, digit in enumerate(BASE62)}
 
 
 def _base62_value(digits):
