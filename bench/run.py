@@ -6,8 +6,9 @@ gunicorn's defaults (sync workers: what a user would compare against) and with C
 (the same gevent workers, keep-alive and worker count). The targets are held against the second, so a serving
 change can't stand in for the app's own cost. The target figures and the floors are served at once and driven
 in turn for RATIO_ROUNDS rounds, each target figure right beside its floor, and a target's ratio is the median
-of its rounds' ratios, so the machine's swings hit a figure and its floor alike; the figures compared with each other (a 304 with its 200, deep and large pages with a small one, the
-changes feed at depth) are driven in turn the same way. Also: import-chats of 1,000,000 lines into a scratch
+of its rounds' ratios, so the machine's swings hit a figure and its floor alike; the figures compared with
+each other (a 304 with its 200, deep and large pages with a small one, the changes feed at depth) are driven
+in turn the same way. Also: import-chats of 1,000,000 lines into a scratch
 database, sync over HTTP, and PATCH with change stamping against the same build with it switched off
 (bench/unstamped.py), the two driven in turn for PATCH_ROUNDS rounds.
 
@@ -261,9 +262,10 @@ def ratio_rounds(env, tokens, seconds, connections):
     runs, paired = {}, {}
 
     def floor_run(what, strict):
-        runs.setdefault((what, strict), []).append(drive(servers[strict].base + paths[what], None, seconds, connections))
-        print(f"  floor: bare Flask, {what}, {FLOOR_SETTINGS[strict]}: {runs[(what, strict)][-1][0]:.0f} req/s")
-        return runs[(what, strict)][-1]
+        figure = drive(servers[strict].base + paths[what], None, seconds, connections)
+        runs.setdefault((what, strict), []).append(figure)
+        print(f"  floor: bare Flask, {what}, {FLOOR_SETTINGS[strict]}: {figure[0]:.0f} req/s")
+        return figure
     try:
         for _ in range(RATIO_ROUNDS):
             for kind, token in tokens.items():
