@@ -125,7 +125,8 @@ class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
         Straight to the driver, with peewee's translation of its errors: execute_sql's layers (a debug log
         call, query hooks, a cursor made through is_closed) read the connection's per-greenlet state again
         each time, a cost under gevent. The request's connection is open already (inputs.connect_database);
-        should it not be, peewee's own path opens it."""
+        should it not be, peewee's own path answers as it always has: its InterfaceError, since autoconnect is
+        off, so a read outside a request's connection is noticed rather than opening one."""
         state = self._state.__dict__  # one lookup of the greenlet-local (lean_pool.py)
         if state["closed"]:
             return self.execute_sql(sql, params)

@@ -1,7 +1,9 @@
 """The one error envelope for framework errors too; health checks (contract §1, §5)."""
+import peewee
 import pytest
 
 import models
+import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 
@@ -81,3 +83,14 @@ def test_a_hot_read_that_sqlite_aborts_is_503(client, headers, orgs, database_ur
     assert response.status_code == 503
     assert response.get_json() == error_body("unavailable", "the database is not answering; try again shortly")
     assert client.get(url, headers=headers).status_code == 200  # the connection went back to the pool whole
+
+
+def test_a_hot_read_without_the_requests_connection_is_refused_as_before(orgs, database_url):
+    """The direct hot read (models.py) falls back to peewee's own path when no connection is open: with
+    autoconnect off, that is peewee's InterfaceError, never a connection opened on the side."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's direct read")
+    assert models.database.obj.is_closed()
+    with pytest.raises(peewee.InterfaceError, match="connection not opened"):
+        reads.session_state(reads.Owner(org_id="acme"), SESSION_ID)
+    assert models.database.obj.is_closed()
