@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from flask import Flask, current_app
+from flask import current_app
 
 import chats
 import cli
@@ -15,6 +15,7 @@ from config import ConfigError, load_config
 from cors import enable_cors
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
+from lean_flask import LeanFlask
 from logs import configure_logging
 from openapi import build_openapi
 from request_hooks import begin_request, finish_request
@@ -22,28 +23,10 @@ from request_hooks import begin_request, finish_request
 log = logging.getLogger("chatstore")
 
 
-class Chatstore(Flask):
-    """Flask, asking whether a view or hook is a coroutine function once per function instead of on every call.
-
-    Flask asks it of every hook and the view on each request (inspect.iscoroutinefunction: 2.5% of the
-    instructions of a GET of one chat); the answer never changes for a function.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._callable_as_sync = {}
-
-    def ensure_sync(self, func):
-        ready = self._callable_as_sync.get(func)
-        if ready is None:
-            ready = self._callable_as_sync[func] = super().ensure_sync(func)
-        return ready
-
-
 def create_app(environ=None):
     """The app for the given environment (os.environ by default)."""
     config = load_config(environ)
-    app = Chatstore(__name__)
+    app = LeanFlask(__name__)
     app.config["CHATSTORE"] = config
     # Werkzeug refuses a larger body with 413 when the view reads it, i.e.
     # after authentication and lookup, as the contract's order of checks wants.
