@@ -175,6 +175,9 @@ def test_metrics_add_up_every_workers_requests(serve, keys):
     histogram = re.search(r'^chatstore_http_request_duration_seconds_count\{method="GET",route="'
                           + re.escape(route) + r'"\} (\S+)$', text, re.M)
     assert float(histogram.group(1)) == 210
+    every_latency = re.search(r'^chatstore_http_request_duration_seconds_bucket\{le="\+Inf",method="GET",route="'
+                              + re.escape(route) + r'"\} (\S+)$', text, re.M)
+    assert float(every_latency.group(1)) == 210
     assert requests.get(f"{served.base}/metrics", timeout=10).status_code == 401
 
 
