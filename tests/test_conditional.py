@@ -5,6 +5,7 @@ import hashlib
 import uuid
 
 import pytest
+from flask import Response
 
 import etags
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
@@ -102,3 +103,22 @@ def test_a_served_body_and_its_etag_are_of_the_same_bytes(client, headers, orgs)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     assert response.data.endswith(b"\n") and b"Zo\\u00eb \\ud83c\\udf89" in response.data
     assert response.headers["ETag"] == '"' + hashlib.blake2b(response.data, digest_size=16).hexdigest() + '"'
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("status", [200, 304, 404])
+def test_a_json_answer_goes_to_the_server_as_werkzeugs_own_path_would_send_it(app, method, status):
+    """JsonResponse hands a 200 over in fewer steps (etags.py); the status, headers and bytes are the same."""
+    with app.test_request_context("/", method=method):
+        response = etags.json_response({"name": "Zoë", "n": [1, 2]})
+        response.status_code = status
+        response.headers.add("X-Request-ID", "a1b2")
+        response.headers.add("Vary", "Origin")
+        environ = {"REQUEST_METHOD": method}
+        body, sent_status, sent_headers = response.get_wsgi_response(environ)
+        sent = (b"".join(body), sent_status, sent_headers)
+        own_body, own_status, own_headers = Response.get_wsgi_response(response, environ)
+        assert sent == (b"".join(own_body), own_status, own_headers)
+    if status == 200 and method == "GET":
+        assert sent[0] == '{"name":"Zo\\u00eb","n":[1,2]}\n'.encode()
+        assert sent_headers[:2] == [("Content-Type", "application/json"), ("Content-Length", "30")]
