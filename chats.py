@@ -2,6 +2,7 @@
 from flask import Blueprint, current_app
 
 import reads
+import pages
 import writes
 from auth import accept_read, read_owner, requires
 from cursors import CursorError, decode_cursor, encode_cursor
@@ -60,14 +61,14 @@ def list_chats(sid):
         # Checked only here, so a good query costs the one page read alone.
         owned_session_or_404(session_id)
         raise
-    found = reads.list_chats(read_owner(), session_id, filters, after, query["limit"] + 1)
+    found = pages.list_chats(read_owner(), session_id, filters, after, query["limit"] + 1)
     accept_read(found.head)
     if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
     page, more = found.rows[:query["limit"]], len(found.rows) > query["limit"]
     next_cursor = None
     if more:
-        next_cursor = encode_cursor(signing_key(), session_id, reads.display_position(page[-1]), filters)
+        next_cursor = encode_cursor(signing_key(), session_id, pages.display_position(page[-1]), filters)
     return json_response({"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor})
 
 

@@ -10,6 +10,8 @@ A page is the head's row followed by the body's rows, behind a gate:
     SELECT <nulls>, <body columns>
     FROM (SELECT 1 WHERE EXISTS (<the session is the caller's>)) AS allowed CROSS JOIN (<the body>) AS body
 
+(A page of chats on SQLite is read in a shape of its own, cheaper there: pages.py.)
+
 One chat, or no body at all, is a single row: the chat table is joined to the
 head's session row itself, which is only there when the session is the
 caller's. (For one chat the union cost PostgreSQL half as much again to plan
@@ -26,13 +28,11 @@ cost more per request than the database's own work (measured with make bench).
 """
 import functools
 import itertools
-import operator
 import re
 from typing import NamedTuple
 
 from config import CAPABILITIES
-from models import Chat, database, on_postgresql
-from schemas import MAX_PAGE_SIZE
+from models import database
 
 # The columns a read returns: (name, SQL expression).
 CHAT_FIELDS = (("id", '"chat"."id"'), ("session", '"chat"."session_id"'), ("jid", '"chat"."jid"'),
@@ -103,12 +103,18 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
     this one pass over rows already in order.
     """
     sql, params = statement(owner, session_id, body_sql, body_params, body_fields, gated=True)
-    rows = database.obj.execute_read(sql, params).fetchall()  # .obj: request_hooks
+    return head_and_body(database.obj.execute_read(sql, params).fetchall(), body_fields, order_key, descending)
+
+
+def head_and_body(rows, body_fields, order_key=None, descending=False):
+    """A Read of a statement's rows: the head's row (the one with no jid) and the body's, put in order by
+    `order_key` unless they come in order already."""
     start, names = len(HEAD_NAMES), _names(body_fields)  # once per read, not per row: a page has up to 201
     jid_at = start + names.index("jid")
     heads = [row for row in rows if row[jid_at] is None]
     body = [dict(zip(names, row[start:])) for row in rows if row[jid_at] is not None]
-    body.sort(key=order_key, reverse=descending)
+    if order_key is not None:
+        body.sort(key=order_key, reverse=descending)
     return Read(dict(zip(HEAD_NAMES, heads[0])) if heads else None, body)
 
 
@@ -148,29 +154,29 @@ def statement(owner, session_id, body, body_params, body_fields, gated):
 @functools.lru_cache(maxsize=64)
 def _statement_text(by_key, capability, gated, body, body_fields, placeholder):
     """Written once per shape: building it cost more than the database's own work on SQLite."""
-    head = "SELECT " + _head_columns(by_key) + ", "
+    head = "SELECT " + head_columns(by_key) + ", "
     key_row = ' WHERE "api_key"."digest" = {p}' if by_key else ""
     if not gated:
         # A join to the head's session row is its own gate: that row is there only when the session is the
         # caller's (PostgreSQL plans this in half the time of a gated body). No join: the body's columns null.
         # (An always-empty body query was no cheaper: SQLite folded it into the join and scanned every chat.)
-        body_columns = _columns(body_fields) if body else _nulls(body_fields)
-        sql = head + body_columns + " " + _head_source(by_key, capability) + " " + body + key_row
+        body_columns = _columns(body_fields) if body else nulls(body_fields)
+        sql = head + body_columns + " " + head_source(by_key, capability) + " " + body + key_row
     else:
         # The head's row, then the body's rows behind the gate. A join of the two repeated the head's columns on
         # every body row, which cost both drivers more to hand back than the nulls do (and SQLite a copy of the
         # page before the join). The gate is a table of one row or none, crossed with the body: SQLite walks a
         # CROSS JOIN left to right, so with no row it never reads the body (as a WHERE on the body, SQLite read
         # the page first and dropped it), and PostgreSQL makes it a one-time filter over the whole join.
-        sql = (head + _nulls(body_fields) + " " + _head_source(by_key, capability) + key_row
-               + " UNION ALL SELECT " + _nulls(KEY_FIELDS + SESSION_FIELDS) + ", "
+        sql = (head + nulls(body_fields) + " " + head_source(by_key, capability) + key_row
+               + " UNION ALL SELECT " + nulls(KEY_FIELDS + SESSION_FIELDS) + ", "
                + ", ".join(f'"body"."{name}"' for name, _ in body_fields)
                + ' FROM (SELECT 1 AS "allowed" WHERE ' + _owns_session(by_key, capability) + ') AS "allowed" '
                + 'CROSS JOIN (' + body + ') AS "body"')
     return sql.format(p=placeholder)
 
 
-def _nulls(fields):
+def nulls(fields):
     return ", ".join(f'NULL AS "{name}"' for name, _ in fields)
 
 
@@ -178,13 +184,13 @@ def _columns(fields):
     return ", ".join(f'{expression} AS "{name}"' for name, expression in fields)
 
 
-def _head_columns(by_key):
+def head_columns(by_key):
     if not by_key:
-        return _nulls(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
+        return nulls(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
     return _columns(KEY_FIELDS) + ", " + _columns(SESSION_FIELDS)
 
 
-def _head_source(by_key, capability):
+def head_source(by_key, capability):
     """The FROM of the head: one row for a JWT, one row for an API key that exists (none for one that doesn't),
     the session joined only if it is the caller's.
 
@@ -203,10 +209,18 @@ def _owns_session(by_key, capability):
 
     Parameters: the session id and org id, or the session id and the digest.
     """
+    return "EXISTS " + owned_session(by_key, capability)
+
+
+def owned_session(by_key, capability):
+    """SQL: the session's id if it is the owner's, else no row (as a scalar, null).
+
+    Parameters: the session id and org id, or the session id and the digest.
+    """
     if not by_key:
-        return 'EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})'
+        return '(SELECT "session"."id" FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = {p})'
     # The key's org as a scalar subquery rather than a join: PostgreSQL plans it faster.
-    return ('EXISTS (SELECT 1 FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = '
+    return ('(SELECT "session"."id" FROM "session" WHERE "session"."id" = {p} AND "session"."org_id" = '
             '(SELECT "api_key"."org_id" FROM "api_key" WHERE "api_key"."digest" = {p} '
             'AND "api_key"."revoked_at" IS NULL AND ' + _key_may(capability) + '))')
 
@@ -222,69 +236,6 @@ CHAT_JOIN = ('LEFT JOIN "chat" ON "session"."id" IS NOT NULL AND "chat"."session
 def find_chat(owner, session_id, jid):
     """The head, and the chat (a list of at most one row), joined to the head's session row."""
     return _joined_read(owner, session_id, CHAT_JOIN, [session_id, jid], CHAT_FIELDS)
-
-
-# --- a page of chats ---------------------------------------------------------------
-
-FILTER_COLUMNS = {"archived": '"chat"."archived"', "pinned": '"chat"."pinned"', "type": '"chat"."type"'}
-DISPLAY_ORDER_KEY = operator.itemgetter("pinned", "sort_at", "id")  # descending; none of them is ever null
-
-
-def display_order():
-    return [Chat.pinned.desc(), Chat.sort_at.desc(), Chat.id.desc()]
-
-
-def display_position(chat):
-    """The keyset position of a chat row: where the next page starts after it."""
-    return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
-
-
-# The most rows a page query may be asked for: the largest page, and the one row more that tells whether
-# another page follows.
-PAGE_ROWS_BOUND = MAX_PAGE_SIZE + 1
-
-
-def list_chats(owner, session_id, filters, after, limit):
-    """The head, and up to `limit` chats in display order after the position `after` (or from the start).
-
-    A deep page costs what the first page costs: the display index is walked
-    from that position, never counted through.
-    """
-    return read(owner, session_id, *chat_page_sql(session_id, filters, after, limit, bounded=on_postgresql()),
-                CHAT_FIELDS, DISPLAY_ORDER_KEY, descending=True)
-
-
-def chat_page_sql(session_id, filters, after, limit, bounded=False):
-    """The page query and its parameters.
-
-    The keyset comparison and ORDER BY follow the display index (session_id,
-    pinned, sort_at, id), so both backends walk it backwards.
-
-    `bounded` (PostgreSQL, where the read is a prepared statement: prepared.py) limits the walk by a literal,
-    PAGE_ROWS_BOUND, and the rows returned by the parameter, outside it. Under a bare `LIMIT $n` a prepared
-    statement's generic plan must guess the limit (a tenth of the session's chats), so it never beat
-    planning the page anew for each request (0.42 ms a round trip, against 0.22 bounded, in a loop; the
-    floor's unprepared page 0.21). The outer Limit takes rows from the inner one as it needs them, so the
-    walk still stops after `limit` rows, and the outer ORDER BY costs no sort: the rows come in that order.
-    SQLite would sort them again, and keeps its compiled statements anyway: there the page is as it reads.
-    """
-    sql = ['SELECT ' + CHAT_COLUMNS + ' FROM "chat" WHERE "chat"."session_id" = {p}']
-    params = [session_id]
-    for name, value in filters.items():
-        sql.append(f"AND {FILTER_COLUMNS[name]} = {{p}}")
-        params.append(value)
-    if after is not None:
-        sql.append('AND ("chat"."pinned", "chat"."sort_at", "chat"."id") < ({p}, {p}, {p})')
-        params.extend([bool(after[0]), after[1], after[2]])
-    sql.append('ORDER BY "chat"."pinned" DESC, "chat"."sort_at" DESC, "chat"."id" DESC')
-    if bounded:
-        if limit > PAGE_ROWS_BOUND:
-            raise ValueError(f"a page query reads at most {PAGE_ROWS_BOUND} rows")
-        sql = ["SELECT * FROM (", *sql, f'LIMIT {PAGE_ROWS_BOUND}) AS "page"',
-               'ORDER BY "pinned" DESC, "sort_at" DESC, "id" DESC']
-    sql.append("LIMIT {p}")
-    params.append(limit)
-    return " ".join(sql), params
 
 
 def session_state(owner, session_id):

@@ -1,7 +1,7 @@
 """The floors: a bare Flask app doing Chatstore's reads with the raw driver; no auth, no ORM, no schema.
 
 GET one chat is one SELECT by (session, jid); a list page is the same page query Chatstore runs (its text
-from reads.chat_page_sql), the same 50 rows, as plain JSON. Connections come from a small per-process pool,
+from pages.chat_page_sql), the same 50 rows, as plain JSON. Connections come from a small per-process pool,
 as Chatstore's do, so the floor works under gevent workers as well as sync ones.
 """
 import os
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from reads import chat_page_sql  # noqa: E402  (the page's SQL text only; nothing of the app runs here)
+from pages import chat_page_sql  # noqa: E402  (the page's SQL text only; nothing of the app runs here)
 
 COLUMNS = ("id", "jid", "session_id", "type", "name", "last_message_at", "unread_count", "archived", "pinned",
            "muted_until")

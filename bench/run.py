@@ -113,12 +113,12 @@ def deep_cursor(env):
     """The cursor a client holds after paging through 900,000 chats."""
     import cursors
     import models
-    import reads
+    import pages
     models.bind_database(env["DATABASE_URL"])
     with models.database.connection_context():
-        chat = (models.Chat.select().where(models.Chat.session == BIG_SESSION).order_by(*reads.display_order())
+        chat = (models.Chat.select().where(models.Chat.session == BIG_SESSION).order_by(*pages.display_order())
                 .offset(DEEP_AFTER - 1).limit(1).dicts().get())
-    return cursors.encode_cursor(SECRET_KEY.encode(), BIG_SESSION, reads.display_position(chat), {})
+    return cursors.encode_cursor(SECRET_KEY.encode(), BIG_SESSION, pages.display_position(chat), {})
 
 
 def api_key(env):

@@ -4,6 +4,7 @@ import itertools
 import pytest
 
 import models
+import pages
 import reads
 from auth import api_key_digest
 from conftest import MISSING_SESSION_ID, OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
@@ -83,7 +84,7 @@ def test_a_read_never_reaches_a_chat_its_caller_may_not_see(orgs, keys, shape):
         def found(owner, session_id):
             if shape == "one chat":
                 return reads.find_chat(owner, session_id, "1@s.whatsapp.net")
-            return reads.list_chats(owner, session_id, {}, None, 10)
+            return pages.list_chats(owner, session_id, {}, None, 10)
         for owner, session_id in cannot:
             refused = found(owner, session_id)
             assert refused.head is not None and refused.head["owned_session"] is None and refused.rows == []

@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 
 import models
+import pages
 import prepared
 import reads
 from conftest import SESSION_ID, add_chats
@@ -97,7 +98,7 @@ def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs,
         dropped = models.database.connection()
         with psycopg2.connect(os.environ["TEST_DATABASE_URL"]) as other, other.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [dropped.get_backend_pid()])
-        found = reads.list_chats(ACME, SESSION_ID, {}, None, 2)  # a text this connection never prepared
+        found = pages.list_chats(ACME, SESSION_ID, {}, None, 2)  # a text this connection never prepared
         assert [chat["jid"] for chat in found.rows] == [JID]
         assert models.database.connection() is not dropped
         _find()  # prepared on the dropped connection, not on the new one
@@ -133,7 +134,7 @@ def test_each_hot_read_runs_on_a_generic_plan_that_walks_an_index(orgs, read):
         sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN.format(p="%s"), [SESSION_ID, JID],
                                       reads.CHAT_FIELDS, gated=False)
     else:
-        body, body_params = reads.chat_page_sql(SESSION_ID, {}, after, 51, bounded=True)
+        body, body_params = pages.chat_page_sql(SESSION_ID, {}, after, 51, bounded=True)
         sql, params = reads.statement(owner, SESSION_ID, body.format(p="%s"), body_params, reads.CHAT_FIELDS,
                                       gated=True)
     with models.database.connection_context():

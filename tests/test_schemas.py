@@ -2,6 +2,7 @@
 import pytest
 
 import models
+import pages
 import reads
 from conftest import SESSION_ID, add_chats
 from schemas import ChatSchema, compiled_dumper
@@ -30,7 +31,7 @@ def test_compiled_dump_of_stored_chats_matches_marshmallow(orgs):
               {"jid": "1-2@g.us", "name": "Ünïcode ✓", "lastMessageAt": 2 ** 53, "unreadCount": 7, "pinned": True,
                "archived": True, "mutedUntil": -1})
     with models.database.connection_context():
-        found = reads.list_chats(reads.Owner(org_id="acme"), SESSION_ID, {}, None, 10)
+        found = pages.list_chats(reads.Owner(org_id="acme"), SESSION_ID, {}, None, 10)
     assert len(found.rows) == 2
     for row in found.rows:
         compiled, reference = compiled_dumper(ChatSchema())(row), ChatSchema().dump(row)
