@@ -1,7 +1,8 @@
 """make bench: 1,000,000 chats, gunicorn driven by wrk, every figure a ratio to a floor measured in the same run.
 
 The floors (bench/floor_flask.py) are a bare Flask app doing the same read with the raw driver and no auth:
-GET one chat, and a 50-chat list page with Chatstore's own page query. Each floor is served twice: with
+GET one chat, and a 50-chat list page with Chatstore's own page query, sent the very request Chatstore is sent
+(its Authorization header, a key's or a JWT's, which the floor ignores). Each floor is served twice: with
 gunicorn's defaults (sync workers: what a user would compare against) and with Chatstore's gunicorn.conf.py
 (the same gevent workers, keep-alive and worker count). The targets are held against the second, so a serving
 change can't stand in for the app's own cost. The target figures and the floors are served at once and driven
@@ -240,8 +241,7 @@ def bench_backend(backend, seconds, connections, provider):
     rates["import"] = sync_feed.import_rate(env, "bench", chat_lines, flask_command)
     print(f"  import-chats of {sync_feed.SYNC_CHATS:,} lines: {rates['import']:,.0f} chats/s")
     rows.extend(patch_rounds(env, key, seconds, connections))
-    rows.extend((f"floor: bare Flask, {what}, {FLOOR_SETTINGS[strict]}",) + floor
-                for (what, strict), floor in floors.items())
+    rows.extend((floor_name(*which),) + floor for which, floor in floors.items())
     return rows, floors, ratios, import_seconds, rates
 
 
@@ -253,7 +253,12 @@ def ratio_rounds(env, tokens, seconds, connections):
     once and driven in turn for RATIO_ROUNDS rounds. Each target figure is driven right beside its floor (the one
     with Chatstore's settings, driven just after it), and its ratio is the median of those rounds' ratios: on a
     shared machine a figure swings by a tenth from one minute to the next, so a figure and a floor measured
-    minutes apart would be compared across the swing. Each row's req/s is the round with the median req/s."""
+    minutes apart would be compared across the swing. Each row's req/s is the round with the median req/s.
+
+    A floor is sent the very request Chatstore is sent, its Authorization header included (which it ignores):
+    gunicorn parses every header it is sent, and a floor sent none had a shorter request to parse (a key's
+    header alone cost gunicorn 27k instructions, 2% of a GET of one chat; a JWT is ten times as long), which
+    the ratio charged to the app."""
     servers = {"app": Served("app:app", env)}
     for strict in FLOOR_SETTINGS:
         servers[strict] = Served("floor_flask:app", env, chdir=os.path.join(ROOT, "bench"), chatstore_settings=strict)
@@ -261,10 +266,10 @@ def ratio_rounds(env, tokens, seconds, connections):
              "list page": f"/api/v1/sessions/{BIG_SESSION}/chats"}
     runs, paired = {}, {}
 
-    def floor_run(what, strict):
-        figure = drive(servers[strict].base + paths[what], None, seconds, connections)
-        runs.setdefault((what, strict), []).append(figure)
-        print(f"  floor: bare Flask, {what}, {FLOOR_SETTINGS[strict]}: {figure[0]:.0f} req/s")
+    def floor_run(what, strict, kind):
+        figure = drive(servers[strict].base + paths[what], tokens[kind], seconds, connections)
+        runs.setdefault((what, strict, kind), []).append(figure)
+        print(f"  {floor_name(what, strict, kind)}: {figure[0]:.0f} req/s")
         return figure
     try:
         for _ in range(RATIO_ROUNDS):
@@ -274,9 +279,9 @@ def ratio_rounds(env, tokens, seconds, connections):
                     runs.setdefault(name, []).append(
                         drive(servers["app"].base + paths[what], token, seconds, connections))
                     print(f"  {name}: {runs[name][-1][0]:.0f} req/s")
-                    paired.setdefault(name, []).append(runs[name][-1][0] / floor_run(what, True)[0])
-            for what in paths:
-                floor_run(what, False)
+                    paired.setdefault(name, []).append(runs[name][-1][0] / floor_run(what, True, kind)[0])
+                for what in paths:
+                    floor_run(what, False, kind)
     finally:
         for server in servers.values():
             server.stop()
@@ -285,6 +290,10 @@ def ratio_rounds(env, tokens, seconds, connections):
     floors = {name: figure for name, figure in median.items() if not isinstance(name, str)}
     ratios = {name: sorted(values)[len(values) // 2] for name, values in paired.items()}
     return target_rows, floors, ratios
+
+
+def floor_name(what, strict, kind):
+    return f"floor: bare Flask, {what}, sent the {kind}'s request, {FLOOR_SETTINGS[strict]}"
 
 
 def compared_rounds(base_url, env, key, cursor, seconds, connections):
@@ -335,8 +344,9 @@ def patch_rounds(env, key, seconds, connections):
     return [(name,) + sorted(results)[len(results) // 2] for name, results in runs.items()]
 
 
-def floor_for(name):
-    return "list page" if name.startswith("list") else "GET one"
+def floor_for(name, strict):
+    """The floor a figure is compared with: the same request (a page or one chat, a key's or a JWT's)."""
+    return "list page" if name.startswith("list") else "GET one", strict, "JWT" if ", JWT" in name else "API key"
 
 
 def report(backend, rows, floors, ratios, import_seconds, rates):
@@ -347,8 +357,8 @@ def report(backend, rows, floors, ratios, import_seconds, rates):
         if name.startswith("floor:"):
             strict = loose = "—"
         else:
-            strict = f"{ratios.get(name, rps / floors[(floor_for(name), True)][0]):.2f}"
-            loose = f"{rps / floors[(floor_for(name), False)][0]:.2f}"
+            strict = f"{ratios.get(name, rps / floors[floor_for(name, True)][0]):.2f}"
+            loose = f"{rps / floors[floor_for(name, False)][0]:.2f}"
         print(f"| {name} | {rps:,.0f} | {strict} | {loose} | {p50:.2f} | {p99:.2f} | {errors} |")
     by_name = {row[0]: row for row in rows}
 
