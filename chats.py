@@ -1,8 +1,8 @@
 """The chats blueprint: three thin views, each auth -> schema -> model -> schema."""
 from flask import Blueprint, current_app
 
-import reads
 import pages
+import reads
 import writes
 from auth import accept_read, read_owner, requires
 from cursors import CursorError, decode_cursor, encode_cursor

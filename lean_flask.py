@@ -47,15 +47,18 @@ class LeanFlask(Flask):
             ready = self._callable_as_sync[func] = super().ensure_sync(func)
         return ready
 
-    def request_hooks(self, current):
+    def _hooks_of(self, current):
         """The hooks of a request (`current`, matched or not), in the order Flask runs them: looked up once per
-        endpoint, as Flask walks the blueprint chain through its dicts on every request. Flask refuses a new hook
-        once the app has served a request, so a chain found once stays right."""
+        endpoint, as Flask walks the blueprint chain through its dicts on every request. Kept only once the app
+        has served a request, after which Flask refuses a new hook, so a chain kept stays right (a request
+        context pushed by hand before then, in a test or a shell, gets them afresh)."""
         rule = current.url_rule
         endpoint = None if rule is None else rule.endpoint
         hooks = self._hooks_by_endpoint.get(endpoint)
         if hooks is None:
-            hooks = self._hooks_by_endpoint[endpoint] = self._collect_hooks(current.blueprints)
+            hooks = self._collect_hooks(current.blueprints)
+            if self._got_first_request:
+                self._hooks_by_endpoint[endpoint] = hooks
         return hooks
 
     def _collect_hooks(self, blueprints):
@@ -71,7 +74,7 @@ class LeanFlask(Flask):
 
     def preprocess_request(self):
         current = request_ctx._get_current_object().request
-        hooks = self.request_hooks(current)
+        hooks = self._hooks_of(current)
         for url_func in hooks.url_value:
             url_func(current.endpoint, current.view_args)
         for before_func in hooks.before:
@@ -93,7 +96,7 @@ class LeanFlask(Flask):
         context = request_ctx._get_current_object()
         for func in context._after_request_functions:
             response = self.ensure_sync(func)(response)
-        for func in self.request_hooks(context.request).after:
+        for func in self._hooks_of(context.request).after:
             response = func(response)
         if not self.session_interface.is_null_session(context._session):
             self.session_interface.save_session(self, context._session, response)
@@ -102,6 +105,6 @@ class LeanFlask(Flask):
     def do_teardown_request(self, exc=_NOT_GIVEN):
         if exc is _NOT_GIVEN:
             exc = sys.exc_info()[1]
-        for func in self.request_hooks(request_ctx._get_current_object().request).teardown:
+        for func in self._hooks_of(request_ctx._get_current_object().request).teardown:
             func(exc)
         request_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)

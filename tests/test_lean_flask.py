@@ -105,3 +105,17 @@ def test_options_is_answered_automatically_with_the_allowed_methods(app_class):
     assert response.status_code == 200
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
     assert "view" not in events and events[-1] == "app teardown NoneType"
+
+
+def test_a_hook_added_before_the_first_request_counts_even_after_hooks_ran_by_hand():
+    """Hooks run outside a served request (a test's request context) are not kept: the app may still get more."""
+    events = []
+    app = recording_app(LeanFlask, events)
+    with app.test_request_context("/outer/inner/view"):
+        app.preprocess_request()
+    app.before_request(lambda: events.append("app before 3"))
+    events.clear()
+    app.test_client().get("/outer/inner/view")
+    assert events[3:6] == ["app before 1", "app before 2", "app before 3"]
+    with pytest.raises(AssertionError):  # Flask itself: no new hook once a request was served
+        app.before_request(lambda: None)

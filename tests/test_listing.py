@@ -12,6 +12,7 @@ import feed
 import models
 import pages
 import reads
+from auth import api_key_digest
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 
 URL = chat_url(SESSION_ID)
@@ -349,6 +350,23 @@ def test_a_parameter_given_twice_is_422(client, headers, orgs, query, names):
     assert response.status_code == 422
     assert response.get_json() == error_body("validation_error", "invalid " + ", ".join(names),
                                              {name: ["given more than once"] for name in names})
+
+
+@pytest.mark.parametrize("owner_kind", ["jwt", "key"])
+def test_the_limit_never_cuts_the_head_even_below_pinned_chats(app, orgs, keys, owner_kind):
+    """The head's row and the page share one statement (and on SQLite one LIMIT): with pinned chats first and a
+    limit of exactly the session's chats, the head is still there and every chat comes back, in display order."""
+    add_chats(SESSION_ID, *many_chats(12))
+    owner = reads.Owner(org_id="acme") if owner_kind == "jwt" else \
+        reads.Owner(key_digest=api_key_digest(keys["read"]), capability="read")
+    with models.database.connection_context():
+        expected = [chat["id"] for chat in models.Chat.select().where(models.Chat.session == SESSION_ID)
+                    .order_by(*pages.display_order()).dicts()]
+        for limit in (1, 2, 12):
+            found = pages.list_chats(owner, SESSION_ID, {}, None, limit)
+            assert found.head["owned_session"] == SESSION_ID
+            assert [chat["id"] for chat in found.rows] == expected[:limit]
+    assert sum(chat["pinned"] for chat in found.rows) == 1 and found.rows[0]["pinned"]
 
 
 @pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
