@@ -14,6 +14,7 @@ from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_chang
 
 bp = Blueprint("chats", __name__, url_prefix="/api/v1/sessions/<sid>/chats")
 dump_chat = compiled_dumper(ChatSchema())
+dump_page_row = compiled_dumper(ChatSchema(), pages.ROW_COLUMNS)
 patch_schema = ChatPatchSchema()
 list_query_schema = ChatListQuerySchema()
 CHAT_NOT_FOUND = "chat not found"
@@ -68,8 +69,8 @@ def list_chats(sid):
     page, more = found.rows[:query["limit"]], len(found.rows) > query["limit"]
     next_cursor = None
     if more:
-        next_cursor = encode_cursor(signing_key(), session_id, pages.display_position(page[-1]), filters)
-    return json_response({"data": [dump_chat(chat) for chat in page], "nextCursor": next_cursor})
+        next_cursor = encode_cursor(signing_key(), session_id, pages.row_position(page[-1]), filters)
+    return json_response({"data": [dump_page_row(row) for row in page], "nextCursor": next_cursor})
 
 
 @bp.patch("/<path:cid>")

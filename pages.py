@@ -8,12 +8,15 @@ import functools
 import operator
 
 from models import Chat, database, on_postgresql
-from reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, head_and_body, head_columns, head_source,
-                   nulls, owned_session, statement)
+from reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, head_and_rows, head_columns, head_source,
+                   nulls, owned_session, row_columns, statement)
 from schemas import MAX_PAGE_SIZE
 
 FILTER_COLUMNS = {"archived": '"chat"."archived"', "pinned": '"chat"."pinned"', "type": '"chat"."type"'}
-DISPLAY_ORDER_KEY = operator.itemgetter("pinned", "sort_at", "id")  # descending; none of them is ever null
+# A page's rows are the statement's as they come (reads.head_and_rows), their columns named by ROW_COLUMNS.
+ROW_COLUMNS = row_columns(CHAT_FIELDS)
+_POSITION_COLUMNS = ("pinned", "sort_at", "id")  # the display order, descending; none of them is ever null
+DISPLAY_ORDER_KEY = operator.itemgetter(*map(ROW_COLUMNS.index, _POSITION_COLUMNS))
 
 
 def display_order():
@@ -21,8 +24,14 @@ def display_order():
 
 
 def display_position(chat):
-    """The keyset position of a chat row: where the next page starts after it."""
+    """The keyset position of a chat (a dict by column name): where the next page starts after it."""
     return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
+
+
+def row_position(row):
+    """The keyset position of a page's row (a row of list_chats)."""
+    pinned, sort_at, chat_id = DISPLAY_ORDER_KEY(row)
+    return [bool(pinned), sort_at, chat_id]
 
 
 # The most rows a page query may be asked for: the largest page, and the one row more that tells whether
@@ -31,15 +40,16 @@ PAGE_ROWS_BOUND = MAX_PAGE_SIZE + 1
 
 
 def list_chats(owner, session_id, filters, after, limit):
-    """The head, and up to `limit` chats in display order after the position `after` (or from the start).
+    """The head, and up to `limit` chats in display order after the position `after` (or from the start), each
+    the statement's row as it comes (ROW_COLUMNS names its columns).
 
     A deep page costs what the first page costs: the display index is walked
     from that position, never counted through.
     """
     rows = database.obj.execute_read(*page_statement(owner, session_id, filters, after, limit)).fetchall()
     if on_postgresql():
-        return head_and_body(rows, CHAT_FIELDS, DISPLAY_ORDER_KEY, descending=True)
-    return head_and_body(rows, CHAT_FIELDS)  # in display order already: the statement's own ORDER BY
+        return head_and_rows(rows, CHAT_FIELDS, DISPLAY_ORDER_KEY, descending=True)
+    return head_and_rows(rows, CHAT_FIELDS)  # in display order already: the statement's own ORDER BY
 
 
 def page_statement(owner, session_id, filters, after, limit):

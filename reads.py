@@ -83,7 +83,7 @@ class Owner(NamedTuple):
 class Read(NamedTuple):
     """What one hot read found: the head (the key's row, the session if the caller's) and the body rows."""
     head: dict | None  # None only for an API key that does not exist
-    rows: list
+    rows: list  # dicts by column name; a page's chats, the statement's rows as they come (head_and_rows)
 
     @property
     def session_owned(self):
@@ -107,15 +107,31 @@ def read(owner, session_id, body_sql, body_params, body_fields, order_key, desce
 
 
 def head_and_body(rows, body_fields, order_key=None, descending=False):
-    """A Read of a statement's rows: the head's row (the one with no jid) and the body's, put in order by
-    `order_key` unless they come in order already."""
+    """A Read of a statement's rows: the head's row (the one with no jid) and the body's, each a dict by name,
+    put in order by `order_key` unless they come in order already."""
+    found = head_and_rows(rows, body_fields)
     start, names = len(HEAD_NAMES), _names(body_fields)  # once per read, not per row: a page has up to 201
-    jid_at = start + names.index("jid")
+    body = [dict(zip(names, row[start:])) for row in found.rows]
+    if order_key is not None:
+        body.sort(key=order_key, reverse=descending)
+    return Read(found.head, body)
+
+
+def head_and_rows(rows, body_fields, order_key=None, descending=False):
+    """A Read of a statement's rows with the body's rows as the driver hands them over (the head's columns,
+    null, then body_fields'), for a reader that takes their columns by position (row_columns names them), put
+    in order by `order_key` unless they come in order already."""
+    jid_at = len(HEAD_NAMES) + _names(body_fields).index("jid")
     heads = [row for row in rows if row[jid_at] is None]
-    body = [dict(zip(names, row[start:])) for row in rows if row[jid_at] is not None]
+    body = [row for row in rows if row[jid_at] is not None]
     if order_key is not None:
         body.sort(key=order_key, reverse=descending)
     return Read(dict(zip(HEAD_NAMES, heads[0])) if heads else None, body)
+
+
+def row_columns(body_fields):
+    """The names of a statement's columns, by position: the head's, then the body's."""
+    return HEAD_NAMES + _names(body_fields)
 
 
 def _joined_read(owner, session_id, join, join_params, body_fields):

@@ -84,7 +84,8 @@ def test_a_read_never_reaches_a_chat_its_caller_may_not_see(orgs, keys, shape):
         def found(owner, session_id):
             if shape == "one chat":
                 return reads.find_chat(owner, session_id, "1@s.whatsapp.net")
-            return pages.list_chats(owner, session_id, {}, None, 10)
+            page = pages.list_chats(owner, session_id, {}, None, 10)
+            return page._replace(rows=[dict(zip(pages.ROW_COLUMNS, row)) for row in page.rows])
         for owner, session_id in cannot:
             refused = found(owner, session_id)
             assert refused.head is not None and refused.head["owned_session"] is None and refused.rows == []

@@ -37,6 +37,11 @@ def display_key(chat):
     return (not chat["pinned"], no_message, -(chat["lastMessageAt"] or 0), -chat["id"])
 
 
+def assert_no_repeat(chats):
+    """No chat twice: paging goes on while it holds (a cursor that led back to a page seen would loop forever)."""
+    assert len({chat["id"] for chat in chats}) == len(chats), [chat["id"] for chat in chats]
+
+
 def page_through(client, headers, limit, query=""):
     chats, cursor, pages = [], None, 0
     while True:
@@ -46,6 +51,7 @@ def page_through(client, headers, limit, query=""):
         body = response.get_json()
         assert set(body) == {"data", "nextCursor"}
         chats += body["data"]
+        assert_no_repeat(chats)
         pages += 1
         cursor = body["nextCursor"]
         if cursor is None:
@@ -192,6 +198,7 @@ def test_chat_added_between_pages_causes_no_repeat_and_no_gap(client, headers, o
     while cursor:
         page = client.get(f"{URL}?limit=4&cursor={cursor}", headers=headers).get_json()
         rest += page["data"]
+        assert_no_repeat(rest)
         cursor = page["nextCursor"]
     seen = [chat["jid"].split("@")[0] for chat in first["data"] + rest]
     assert seen == [str(n) for n in range(9, -1, -1)] + ["new-bottom"]
@@ -217,6 +224,7 @@ def test_filters_are_kept_by_the_cursor(client, headers, hundred, query, expecte
         url = f"{URL}?limit=30&{query}" if cursor is None else f"{URL}?limit=30&cursor={cursor}"
         body = client.get(url, headers=headers).get_json()
         chats += body["data"]
+        assert_no_repeat(chats)
         cursor = body["nextCursor"]
         if cursor is None:
             break
@@ -352,6 +360,11 @@ def test_a_parameter_given_twice_is_422(client, headers, orgs, query, names):
                                              {name: ["given more than once"] for name in names})
 
 
+def chats_of(page):
+    """A page read with its rows as dicts by column name."""
+    return page._replace(rows=[dict(zip(pages.ROW_COLUMNS, row)) for row in page.rows])
+
+
 @pytest.mark.parametrize("owner_kind", ["jwt", "key"])
 def test_the_limit_never_cuts_the_head_even_below_pinned_chats(app, orgs, keys, owner_kind):
     """The head's row and the page share one statement (and on SQLite one LIMIT): with pinned chats first and a
@@ -363,7 +376,7 @@ def test_the_limit_never_cuts_the_head_even_below_pinned_chats(app, orgs, keys, 
         expected = [chat["id"] for chat in models.Chat.select().where(models.Chat.session == SESSION_ID)
                     .order_by(*pages.display_order()).dicts()]
         for limit in (1, 2, 12):
-            found = pages.list_chats(owner, SESSION_ID, {}, None, limit)
+            found = chats_of(pages.list_chats(owner, SESSION_ID, {}, None, limit))
             assert found.head["owned_session"] == SESSION_ID
             assert [chat["id"] for chat in found.rows] == expected[:limit]
     assert sum(chat["pinned"] for chat in found.rows) == 1 and found.rows[0]["pinned"]
@@ -377,7 +390,7 @@ def test_a_page_is_put_in_order_whatever_order_the_rows_come_in(app, orgs, monke
     add_chats(SESSION_ID, *many_chats(30))
     owner = reads.Owner(org_id="acme")
     with models.database.connection_context():
-        expected = pages.list_chats(owner, SESSION_ID, {}, None, 20)
+        expected = chats_of(pages.list_chats(owner, SESSION_ID, {}, None, 20))
         real_execute = models.database.obj.execute_read
 
         def shuffled(sql, params=None):
@@ -385,7 +398,7 @@ def test_a_page_is_put_in_order_whatever_order_the_rows_come_in(app, orgs, monke
             random.Random(7).shuffle(rows)
             return types.SimpleNamespace(fetchall=lambda: rows)
         monkeypatch.setattr(models.database.obj, "execute_read", shuffled)
-        found = pages.list_chats(owner, SESSION_ID, {}, None, 20)
+        found = chats_of(pages.list_chats(owner, SESSION_ID, {}, None, 20))
     assert found.head == expected.head and found.head["owned_session"] == SESSION_ID
     assert [chat["id"] for chat in found.rows] == [chat["id"] for chat in expected.rows]
     assert len(found.rows) == 20

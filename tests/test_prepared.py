@@ -99,7 +99,7 @@ def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs,
         with psycopg2.connect(os.environ["TEST_DATABASE_URL"]) as other, other.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [dropped.get_backend_pid()])
         found = pages.list_chats(ACME, SESSION_ID, {}, None, 2)  # a text this connection never prepared
-        assert [chat["jid"] for chat in found.rows] == [JID]
+        assert [dict(zip(pages.ROW_COLUMNS, row))["jid"] for row in found.rows] == [JID]
         assert models.database.connection() is not dropped
         _find()  # prepared on the dropped connection, not on the new one
 

@@ -19,10 +19,12 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS)
 def test_compiled_dump_matches_marshmallow(row):
-    compiled, reference = compiled_dumper(ChatSchema())(row), ChatSchema().dump(row)
-    assert compiled == reference
-    assert list(compiled) == list(reference)
-    assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
+    """Of a dict, and of the same row as a tuple whose columns are named."""
+    reference = ChatSchema().dump(row)
+    for compiled in (compiled_dumper(ChatSchema())(row), compiled_dumper(ChatSchema(), tuple(row))(tuple(row.values()))):
+        assert compiled == reference
+        assert list(compiled) == list(reference)
+        assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
 
 
 def test_compiled_dump_of_stored_chats_matches_marshmallow(orgs):
@@ -33,7 +35,10 @@ def test_compiled_dump_of_stored_chats_matches_marshmallow(orgs):
     with models.database.connection_context():
         found = pages.list_chats(reads.Owner(org_id="acme"), SESSION_ID, {}, None, 10)
     assert len(found.rows) == 2
-    for row in found.rows:
-        compiled, reference = compiled_dumper(ChatSchema())(row), ChatSchema().dump(row)
-        assert compiled == reference
-        assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
+    for row in found.rows:  # as the driver hands it over, and as a dict
+        chat = dict(zip(pages.ROW_COLUMNS, row))
+        reference = ChatSchema().dump(chat)
+        for compiled in (compiled_dumper(ChatSchema(), pages.ROW_COLUMNS)(row), compiled_dumper(ChatSchema())(chat)):
+            assert compiled == reference
+            assert list(compiled) == list(reference)
+            assert [type(value) for value in compiled.values()] == [type(value) for value in reference.values()]
