@@ -23,15 +23,14 @@ def display_order():
     return [Chat.pinned.desc(), Chat.sort_at.desc(), Chat.id.desc()]
 
 
-def display_position(chat):
-    """The keyset position of a chat (a dict by column name): where the next page starts after it."""
-    return [bool(chat["pinned"]), chat["sort_at"], chat["id"]]
+def display_position(pinned, sort_at, chat_id):
+    """The keyset position of a chat: where the next page starts after it."""
+    return [bool(pinned), sort_at, chat_id]
 
 
 def row_position(row):
     """The keyset position of a page's row (a row of list_chats)."""
-    pinned, sort_at, chat_id = DISPLAY_ORDER_KEY(row)
-    return [bool(pinned), sort_at, chat_id]
+    return display_position(*DISPLAY_ORDER_KEY(row))
 
 
 # The most rows a page query may be asked for: the largest page, and the one row more that tells whether

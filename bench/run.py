@@ -122,7 +122,7 @@ def deep_cursor(env):
     with models.database.connection_context():
         chat = (models.Chat.select().where(models.Chat.session == BIG_SESSION).order_by(*pages.display_order())
                 .offset(DEEP_AFTER - 1).limit(1).dicts().get())
-    return cursors.encode_cursor(SECRET_KEY.encode(), BIG_SESSION, pages.display_position(chat), {})
+    return cursors.encode_cursor(SECRET_KEY.encode(), BIG_SESSION, pages.display_position(chat["pinned"], chat["sort_at"], chat["id"]), {})
 
 
 def api_key(env):

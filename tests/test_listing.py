@@ -329,7 +329,7 @@ def test_deep_page_walks_the_display_index_without_scan_or_sort(app, orgs):
         deep = models.Chat.select().where(models.Chat.session == SESSION_ID).order_by(
             *pages.display_order()).offset(15_000).limit(1).dicts().get()
         for owner in (reads.Owner(org_id="acme"), reads.Owner(key_digest="x" * 64, capability="read")):
-            plans.append(_plan(*pages.page_statement(owner, SESSION_ID, {}, pages.display_position(deep), 51)))
+            plans.append(_plan(*pages.page_statement(owner, SESSION_ID, {}, pages.display_position(deep["pinned"], deep["sort_at"], deep["id"]), 51)))
     for plan in plans:
         _assert_walks_the_display_index(plan)
 
@@ -398,11 +398,12 @@ def test_a_page_is_put_in_order_whatever_order_the_rows_come_in(app, orgs, monke
             random.Random(7).shuffle(rows)
             return types.SimpleNamespace(fetchall=lambda: rows)
         monkeypatch.setattr(models.database.obj, "execute_read", shuffled)
-        found = chats_of(pages.list_chats(owner, SESSION_ID, {}, None, 20))
+        found_rows = pages.list_chats(owner, SESSION_ID, {}, None, 20)
+    found = chats_of(found_rows)
     assert found.head == expected.head and found.head["owned_session"] == SESSION_ID
     assert [chat["id"] for chat in found.rows] == [chat["id"] for chat in expected.rows]
     assert len(found.rows) == 20
-    positions = [pages.display_position(chat) for chat in found.rows]
+    positions = [pages.row_position(row) for row in found_rows.rows]
     assert positions == sorted(positions, reverse=True)
 
 
