@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from flask import current_app
+from flask import Flask, current_app
 
 import chats
 import cli
@@ -15,7 +15,6 @@ from config import ConfigError, load_config
 from cors import enable_cors
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
-from lean_flask import LeanFlask
 from logs import configure_logging
 from openapi import build_openapi
 from request_hooks import begin_request, finish_request
@@ -26,7 +25,7 @@ log = logging.getLogger("chatstore")
 def create_app(environ=None):
     """The app for the given environment (os.environ by default)."""
     config = load_config(environ)
-    app = LeanFlask(__name__)
+    app = Flask(__name__)
     app.config["CHATSTORE"] = config
     # Werkzeug refuses a larger body with 413 when the view reads it, i.e.
     # after authentication and lookup, as the contract's order of checks wants.
@@ -58,7 +57,7 @@ def create_app(environ=None):
 
 def close_database(exc):
     # teardown runs even when the view raised, so the connection always goes back.
-    database = models.database.obj  # the proxy's object taken directly (request_hooks)
+    database = models.database.obj
     if not database.is_closed():
         database.close()
 

@@ -6,9 +6,8 @@ URL map. Unset CORS_ORIGINS, nothing here is registered and no CORS header is
 ever sent.
 """
 import re
-import types
 
-from flask import Flask
+from flask import request
 from flask_cors import CORS
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-None-Match", "If-Match"]
@@ -20,7 +19,7 @@ ACL_ALLOW_METHODS = "Access-Control-Allow-Methods"
 def enable_cors(app, origins):
     """Answer browsers from `origins` (exact origins, or `*`); call after every route is registered."""
     # OPTIONS, a preflight included, is answered 204 with the Allow header Flask computes, CORS or not.
-    app.make_default_options_response = types.MethodType(_no_content_options_response, app)
+    app.after_request(_no_content_for_options)
     if not origins:
         return
     # Registered before flask-cors's own hook, so it runs after it (Flask runs them in reverse).
@@ -62,8 +61,11 @@ def _complete_preflight(response):
     return response
 
 
-def _no_content_options_response(app):
-    response = Flask.make_default_options_response(app)
-    response.status_code = 204
-    del response.headers["Content-Type"]  # no body, so no type
+def _no_content_for_options(response):
+    """Flask's automatic answer to OPTIONS (200, an empty body, the Allow header) as a 204 with no body type."""
+    rule = request.url_rule
+    if request.method == "OPTIONS" and rule is not None and rule.provide_automatic_options \
+            and response.status_code == 200:
+        response.status_code = 204
+        del response.headers["Content-Type"]  # no body, so no type
     return response

@@ -9,7 +9,6 @@ import json
 
 from flask import Response, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.wsgi import ClosingIterator
 
 from errors import ApiError
 
@@ -33,23 +32,6 @@ def json_body(payload):
     return (_ENCODER.encode(payload) + "\n").encode()
 
 
-class JsonResponse(Response):
-    """A JSON answer, handed to the server in fewer steps when it is a 200 with its body.
-
-    To hand over any response, werkzeug copies its headers (checking each value again, as it did when it was
-    set) to fix up a Location, a Content-Location and the Content-Length of a 1xx, 204 or 304, and wraps the
-    body in a generator that encodes strings; served, that cost a GET of one chat 42k instructions (3%). A JSON
-    answer made by json_response is bytes with its Content-Length already set, and never carries a Location:
-    for a 200 to anything but HEAD, the headers and the body go over as they are. Anything else (a 304, HEAD)
-    is werkzeug's own. tests/test_conditional.py holds both to what werkzeug's own path sends.
-    """
-
-    def get_wsgi_response(self, environ):
-        if self._status_code != 200 or environ["REQUEST_METHOD"] == "HEAD":
-            return super().get_wsgi_response(environ)
-        return ClosingIterator(self.response, self.close), self._status, self.headers.to_wsgi_list()
-
-
 def json_response(payload, conditional=True):
     """The JSON response for payload with its ETag; with `conditional`, a 304 when If-None-Match matches.
 
@@ -57,7 +39,7 @@ def json_response(payload, conditional=True):
     """
     body = json_body(payload)
     etag = _digest(body)
-    response = JsonResponse(body, content_type=JSON_CONTENT_TYPE)
+    response = Response(body, content_type=JSON_CONTENT_TYPE)
     response.headers.add("ETag", f'"{etag}"')  # a new response has none; add skips set's search for one
     current = request._get_current_object()  # the proxy looked up once (see request_hooks)
     if conditional and "HTTP_IF_NONE_MATCH" in current.environ and current.if_none_match.contains_weak(etag):

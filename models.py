@@ -18,7 +18,6 @@ from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 import prepared
-from lean_pool import LeanPool
 
 database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -65,18 +64,24 @@ def _pooled_database(url, pool_size, **driver_options):
                                           connect_timeout=3, **common, **driver_options)
 
 
-class ReconnectingPostgresqlDatabase(prepared.PreparedReads, LeanPool, PooledPostgresqlDatabase):
+class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDatabase):
     """PostgreSQL connections handed out without a ping; a read on a connection the server dropped is retried.
     The hot reads run as prepared statements (prepared.py).
 
     peewee's pool sends `SELECT 1` on every connection it hands out, a round
     trip per request for the rare connection a database restart has dropped.
-    Here a connection is handed out as it is, and when a read fails because the
-    server has gone from under it, the pool's idle connections (from before the
-    restart too) are dropped and the read runs once more on a fresh connection.
-    Only a read outside a transaction is retried, so nothing is ever written
-    twice; a write in a request comes after that request's first read, which
-    has already replaced a dropped connection.
+    Here a connection is handed out when the driver does not already know it
+    closed, and when a read fails because the server has gone from under it,
+    the pool's idle connections (from before the restart too) are dropped and
+    the read runs once more on a fresh connection. Only a read outside a
+    transaction is retried, so nothing is ever written twice; a write in a
+    request comes after that request's first read, which has already replaced a
+    dropped connection.
+
+    `_is_closed` is the one pool method overridden: it is the per-driver liveness
+    check every one of peewee's Pooled…Database classes defines for itself, and
+    the only way to keep one round trip per request; everything else is the
+    pool's public API (manual_close, close_idle, connect).
     """
 
     def _is_closed(self, conn):
@@ -92,21 +97,17 @@ class ReconnectingPostgresqlDatabase(prepared.PreparedReads, LeanPool, PooledPos
         return super().execute_sql(sql, params)
 
     def _replace_dropped_connection(self):
-        # In place, so an open connection_context() (or a request) goes on with the new one.
-        dropped = self._state.conn
-        with self._pool_lock:
-            self._in_use.pop(self.conn_key(dropped), None)
-        self._close_raw(dropped)
+        # A new connection for this request (or connection_context), which goes on with it.
+        self.manual_close()  # the dropped one, never back into the pool
         self.close_idle()  # connections made before the restart are gone too
-        with peewee.__exception_wrapper__:
-            self._state.conn = self._connect()
+        self.connect()
 
     def _dropped_under_a_read(self, sql):
         return (prepared.is_read(sql) and not self.in_transaction()
                 and not self.is_closed() and self.connection().closed != 0)
 
 
-class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
+class CooperativeSqliteDatabase(PooledSqliteDatabase):
     """SQLite whose write transactions wait for the write lock in Python, sleeping in between tries.
 
     SQLite's own busy handler sleeps inside C, a millisecond at least, where
@@ -120,18 +121,8 @@ class CooperativeSqliteDatabase(LeanPool, PooledSqliteDatabase):
     """
 
     def execute_read(self, sql, params):
-        """A hot read (reads.py); the sqlite3 module already keeps each text's compiled statement.
-
-        Straight to the driver, with peewee's translation of its errors: execute_sql's layers (a debug log
-        call, query hooks, a cursor made through is_closed) read the connection's per-greenlet state again
-        each time, a cost under gevent. The request's connection is open already (inputs.connect_database);
-        should it not be, peewee's own path answers as it always has: its InterfaceError, since autoconnect is
-        off, so a read outside a request's connection is noticed rather than opening one."""
-        state = self._state.__dict__  # one lookup of the greenlet-local (lean_pool.py)
-        if state["closed"]:
-            return self.execute_sql(sql, params)
-        with peewee.__exception_wrapper__:
-            return state["conn"].cursor().execute(sql, params)
+        """A hot read (store/reads.py): on SQLite simply the statement, whose compiled form sqlite3 keeps."""
+        return self.execute_sql(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -19,6 +19,8 @@ from models import Chat, ChatTombstone, database
 API = "api"    # a PATCH
 SYNC = "sync"  # a sync, an import, the demo
 UPSERT_BATCH_SIZE = 1000
+# The driver's errors as peewee's, as execute_sql gives them, for the statements sent on a cursor directly.
+DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 STAGED_BATCH_SIZE = 20_000  # rows per batch on the bulk path (import-chats)
 # What a new chat holds for each key a sync entry or import line leaves out.
 NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
@@ -188,7 +190,7 @@ def _upsert_batch(session_id, keys, rows, new_chat_defaults, has_tombstones):
         # SQLite runs one row's statement for each row faster than one statement of many rows (1M rows: 10.0 s
         # against 13.7 with 1,000 a statement, in sqlite3 alone): nothing to parse or send, and its VALUES
         # list is a co-routine with each row's parameters copied in.
-        with peewee.__exception_wrapper__:
+        with DRIVER_ERRORS_AS_PEEWEE:
             database.cursor().executemany(_values_upsert_sql(database.obj.param, keys, columns, 1), values)
     return positions[-1]
 
@@ -242,7 +244,7 @@ def _staged_upsert_batches(session_id, batches, new_chat_defaults, has_tombstone
     """
     cursor = database.cursor()
     postgresql = models.on_postgresql()
-    with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as execute_sql gives them
+    with DRIVER_ERRORS_AS_PEEWEE:
         _create_staging_table(cursor, postgresql)
     count, upserting = 0, None
     # Leaving the block, on an error too, waits for an upsert still running: the transaction then rolls back whole.
@@ -255,13 +257,13 @@ def _staged_upsert_batches(session_id, batches, new_chat_defaults, has_tombstone
                 values = "".join([_copy_line(row_values) for row_values in values])
             if upserting is not None:
                 upserting.result()  # raises the upsert's error, if it failed
-            with peewee.__exception_wrapper__:
+            with DRIVER_ERRORS_AS_PEEWEE:
                 position = _stage(cursor, postgresql, session_id, columns, values)
             upserting = writer.submit(_upsert_staged, cursor, postgresql, session_id, keys, columns,
                                       has_tombstones)
         if upserting is not None:
             upserting.result()
-    with peewee.__exception_wrapper__:
+    with DRIVER_ERRORS_AS_PEEWEE:
         if postgresql and count:
             cursor.execute("SELECT currval('change_position')")  # this transaction's last draw: its last upsert's
             position = cursor.fetchone()[0]
@@ -300,7 +302,7 @@ def _stage(cursor, postgresql, session_id, columns, values):
 def _upsert_staged(cursor, postgresql, session_id, keys, columns, has_tombstones):
     """The staged batch upserted, each row taking its position; a tombstone of a jid stored again removed."""
     position = change_order.POSITION_PER_ROW_HOLDING_LOCK if postgresql else '"change_seq"'
-    with peewee.__exception_wrapper__:
+    with DRIVER_ERRORS_AS_PEEWEE:
         if has_tombstones:
             cursor.execute(f'DELETE FROM "chat_tombstone" WHERE "session_id" = {database.obj.param} '
                            f'AND "jid" IN (SELECT "jid" FROM "{STAGING_TABLE}")', [session_id])

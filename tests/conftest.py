@@ -9,7 +9,7 @@ import logging
 import os
 
 import pytest
-from flask import request
+from flask import request, request_finished
 
 import models
 from app import create_app
@@ -106,7 +106,9 @@ def make_app(base_environ, recorded_responses, suite_log):
         app = create_app({**base_environ, **environ})
         logging.getLogger("chatstore").addHandler(capture)
         app.before_request(lambda: remember_token(tokens))
-        app.after_request(lambda response: record_response(recorded_responses, response))
+        # The response as sent, after every hook of the app's own (Flask sends request_finished then).
+        request_finished.connect(lambda sender, response, **_: record_response(recorded_responses, response),
+                                 app, weak=False)
         return app
     return build
 
