@@ -4,20 +4,20 @@ import sys
 
 from flask import Flask, current_app
 
-import chats
+from api import chats
 import cli
-import docs
-import metrics
+from api import docs
+from observability import metrics
 import models
-import sync
+from api import sync
 from auth import VerifiedTokenCache
 from config import ConfigError, load_config
-from cors import enable_cors
+from api.cors import enable_cors
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
-from logs import configure_logging
-from openapi import build_openapi
-from request_hooks import begin_request, finish_request
+from observability.logs import configure_logging
+from api.openapi import build_openapi
+from observability.hooks import begin_request, finish_request
 
 log = logging.getLogger("chatstore")
 

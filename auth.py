@@ -22,7 +22,7 @@ from flask import current_app, g, request
 import models
 from errors import ApiError
 from jwks import JwksUnavailable
-from reads import Owner
+from store.reads import Owner
 
 API_KEY_PREFIX = "csk_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -274,7 +274,7 @@ def claim(claims, name):
 # --- the router -------------------------------------------------------------------
 
 def bearer_token():
-    # What request.headers reads, without its lookup; the proxy's object taken directly (see request_hooks).
+    # What request.headers reads, without its lookup; the proxy's object taken directly (see observability/hooks.py).
     header = request._get_current_object().environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.strip().partition(" ")
     if not header.strip():

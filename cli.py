@@ -17,13 +17,13 @@ from marshmallow import ValidationError
 from peewee import DatabaseError, IntegrityError
 from ulid import ULID
 
-import feed
+from store import feed
 import models
-import writes
+from store import writes
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
-from lines import load_line
-from read_ahead import read_ahead
+from api.lines import load_line
+from store.read_ahead import read_ahead
 from schemas import is_ulid
 
 DEMO_ORG_ID = "demo"

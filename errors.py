@@ -74,7 +74,7 @@ def handle_http_exception(error):
 
 
 def handle_database_down(error):
-    g.database_error = type(error).__name__  # counted with the request (request_hooks.finish_request)
+    g.database_error = type(error).__name__  # counted with the request (hooks.finish_request)
     log.warning("database unavailable: %s", type(error).__name__)
     return error_response(503, "unavailable", "the database is not answering; try again shortly")
 

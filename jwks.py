@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from metrics import JWKS_FETCHES
+from observability.metrics import JWKS_FETCHES
 
 log = logging.getLogger("chatstore.jwks")
 

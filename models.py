@@ -17,7 +17,7 @@ from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-import prepared
+from store import prepared
 
 database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pages import chat_page_sql  # noqa: E402  (the page's SQL text only; nothing of the app runs here)
+from store.pages import chat_page_sql  # noqa: E402  (the page's SQL text only; nothing of the app runs here)
 
 COLUMNS = ("id", "jid", "session_id", "type", "name", "last_message_at", "unread_count", "archived", "pinned",
            "muted_until")

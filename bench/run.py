@@ -115,9 +115,9 @@ def settle():
 
 def deep_cursor(env):
     """The cursor a client holds after paging through 900,000 chats."""
-    import cursors
+    from api import cursors
     import models
-    import pages
+    from store import pages
     models.bind_database(env["DATABASE_URL"])
     with models.database.connection_context():
         chat = (models.Chat.select().where(models.Chat.session == BIG_SESSION).order_by(*pages.display_order())

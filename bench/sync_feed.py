@@ -60,7 +60,7 @@ def import_rate(env, org, chat_lines, flask_command):
 
 def deep_since(env, session_id, depth):
     """The since token a follower holds after reading `depth` changes of the session."""
-    import cursors
+    from api import cursors
     import models
     models.bind_database(env["DATABASE_URL"])
     with models.database.connection_context():

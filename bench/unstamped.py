@@ -10,8 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import reads  # noqa: E402
-import writes  # noqa: E402
+from store import reads  # noqa: E402
+from store import writes  # noqa: E402
 from app import app  # noqa: E402,F401  (what gunicorn serves)
 from models import Chat, database  # noqa: E402
 from peewee import PostgresqlDatabase  # noqa: E402

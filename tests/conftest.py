@@ -13,7 +13,7 @@ from flask import request, request_finished
 
 import models
 from app import create_app
-import writes
+from store import writes
 from cli import chat_rows, issue_api_key
 from config import DEFAULT_ROLE_CAPABILITIES
 from identity_provider import IdentityProvider

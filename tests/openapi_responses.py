@@ -4,7 +4,7 @@ import re
 from flask import request
 from jsonschema import Draft202012Validator
 
-from openapi import build_openapi
+from api.openapi import build_openapi
 
 FLASK_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-import change_order
+from store import change_order
 import models
-import writes
+from store import writes
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url
-from lines import load_line
+from api.lines import load_line
 
 HOLD_SECONDS = 0.3
 

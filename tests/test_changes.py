@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-import feed
+from store import feed
 import models
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, apply_changes, chat_url, connected, error_body
 

@@ -10,7 +10,7 @@ import pytest
 import auth
 import cli
 import models
-import writes
+from store import writes
 from conftest import SESSION_ID, add_chats, connected, stored
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

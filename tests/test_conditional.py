@@ -7,7 +7,7 @@ import uuid
 import pytest
 from flask import Response
 
-import etags
+from api import conditional
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
 
 JID = "1@s.whatsapp.net"
@@ -94,7 +94,7 @@ def test_a_body_is_the_bytes_flasks_json_provider_would_send(app):
     payload = {"name": "Zoë 🎉 \"q\" \\ \u2028", "n": [1, -2 ** 63, 2.5, None, True, False], "nested": {"a": {}},
                "when": datetime.datetime(2026, 1, 2, 3, 4, 5), "id": uuid.UUID(int=7), "d": decimal.Decimal("1.10")}
     with app.app_context():
-        assert etags.json_body(payload) == app.json.response(payload).get_data()
+        assert conditional.json_body(payload) == app.json.response(payload).get_data()
 
 
 def test_a_served_body_and_its_etag_are_of_the_same_bytes(client, headers, orgs):
@@ -108,9 +108,9 @@ def test_a_served_body_and_its_etag_are_of_the_same_bytes(client, headers, orgs)
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("status", [200, 304, 404])
 def test_a_json_answer_goes_to_the_server_as_werkzeugs_own_path_would_send_it(app, method, status):
-    """JsonResponse hands a 200 over in fewer steps (etags.py); the status, headers and bytes are the same."""
+    """JsonResponse hands a 200 over in fewer steps (conditional.py); the status, headers and bytes are the same."""
     with app.test_request_context("/", method=method):
-        response = etags.json_response({"name": "Zoë", "n": [1, 2]})
+        response = conditional.json_response({"name": "Zoë", "n": [1, 2]})
         response.status_code = status
         response.headers.add("X-Request-ID", "a1b2")
         response.headers.add("Vary", "Origin")

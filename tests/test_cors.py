@@ -1,9 +1,9 @@
 """Cross-origin calls (contract §11): CORS_ORIGINS, preflights before authentication, headers on every answer."""
 import pytest
 
-import cursors
+from api import cursors
 import models
-import reads
+from store import reads
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 
 APP_ORIGIN = "https://app.example.com"

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 import requests
 
-import change_order
+from store import change_order
 from conftest import SESSION_ID, add_chats, app_environ, stored
 from serving import Gunicorn, SlowClients
 

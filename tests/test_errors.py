@@ -3,7 +3,7 @@ import peewee
 import pytest
 
 import models
-import reads
+from store import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 

@@ -4,8 +4,8 @@ import itertools
 import pytest
 
 import models
-import pages
-import reads
+from store import pages
+from store import reads
 from auth import api_key_digest
 from conftest import MISSING_SESSION_ID, OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body, stored
 

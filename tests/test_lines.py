@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-import lines
+from api import lines
 
 JIDS = st.sampled_from(["1@s.whatsapp.net", "2@lid", "3@g.us", "4@broadcast", "5@newsletter", "x@example.com",
                         "@s.whatsapp.net", "6@g.us/extra", ""])

@@ -8,10 +8,10 @@ import types
 import peewee
 import pytest
 
-import feed
+from store import feed
 import models
-import pages
-import reads
+from store import pages
+from store import reads
 from auth import api_key_digest
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 

@@ -5,8 +5,8 @@ import pytest
 from peewee import OperationalError
 from prometheus_client import CollectorRegistry, Histogram
 
-import metrics
-import reads
+from observability import metrics
+from store import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 TOKEN = "metrics-secret-token-1234567890"
@@ -116,7 +116,7 @@ def test_a_forked_worker_makes_request_ids_of_its_own():
     """gunicorn forks its workers from one loaded app: each must draw ids of its own, not a copy of its parent's."""
     import os
 
-    import request_ids
+    from observability import request_ids
 
     reader, writer = os.pipe()
     child = os.fork()

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 import models
-import prepared
+from store import prepared
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 from counting import CountingPgConnection, STATEMENTS
 from serving import free_port

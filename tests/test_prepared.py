@@ -9,9 +9,9 @@ import psycopg2
 import pytest
 
 import models
-import pages
-import prepared
-import reads
+from store import pages
+from store import prepared
+from store import reads
 from conftest import SESSION_ID, add_chats
 from counting import round_trips  # noqa: F401  (a fixture)
 from test_listing import many_chats

@@ -5,9 +5,9 @@ separate key lookup would show. The once-a-minute write of a key's last use is l
 """
 import pytest
 
-import change_order
+from store import change_order
 import models
-import reads
+from store import reads
 from conftest import SESSION_ID, add_chats, chat_url
 from counting import round_trips  # noqa: F401  (a fixture)
 

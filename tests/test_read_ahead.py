@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from read_ahead import read_ahead
+from store.read_ahead import read_ahead
 
 
 def test_every_item_in_order_across_chunks():

@@ -2,8 +2,8 @@
 import pytest
 
 import models
-import pages
-import reads
+from store import pages
+from store import reads
 from conftest import SESSION_ID, add_chats
 from schemas import ChatSchema, compiled_dumper
 

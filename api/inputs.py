@@ -19,7 +19,7 @@ SESSION_NOT_FOUND = "session not found"
 
 def connect_database():
     """Only the API routes touch the database; /healthz and preflights (OPTIONS) never do."""
-    if request._get_current_object().method != "OPTIONS":  # the proxies' objects taken directly: request_hooks
+    if request._get_current_object().method != "OPTIONS":  # the proxies' objects taken directly: observability/hooks.py
         models.database.obj.connect()
 
 
@@ -43,7 +43,7 @@ def load_or_422(schema, data):
 def query_or_422(schema):
     """The query string loaded by schema (422 when bad). No query at all is the schema's defaults, loaded
     once: the first page, the one a frontend polls, is asked for with none, and loading costs ~15 µs."""
-    current = request._get_current_object()  # one proxy lookup, not two (request_hooks)
+    current = request._get_current_object()  # one proxy lookup, not two (observability/hooks.py)
     if not current.query_string:
         return dict(_defaults(schema))
     return load_or_422(schema, single_valued(current.args, schema))

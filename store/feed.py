@@ -10,9 +10,9 @@ import operator
 
 from peewee import fn
 
-import reads
+from store import reads
 from models import ChatTombstone, Session, database, now_utc
-from reads import CHAT_COLUMNS, CHAT_FIELDS
+from store.reads import CHAT_COLUMNS, CHAT_FIELDS
 
 CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None), ("changed_by", None))  # the body's own columns
 CHANGE_ORDER_KEY = operator.itemgetter("change_seq")

@@ -137,7 +137,7 @@ def row_columns(body_fields):
 def _joined_read(owner, session_id, join, join_params, body_fields):
     """One statement, one row at most: the head, and a table joined to its session row (or no table)."""
     sql, params = statement(owner, session_id, join, join_params, body_fields, gated=False)
-    rows = database.obj.execute_read(sql, params).fetchall()  # .obj: request_hooks
+    rows = database.obj.execute_read(sql, params).fetchall()  # .obj: observability/hooks.py
     if not rows:
         return Read(None, [])
     joined = _body(body_fields, rows[0])

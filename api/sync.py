@@ -4,17 +4,17 @@ Each view is auth -> schema -> writes/feed -> schema, like the chats views.
 """
 from flask import Blueprint, current_app
 
-import feed
+from store import feed
 import models
-import writes
+from store import writes
 from auth import accept_read, read_owner, requires
-from chats import dump_chat, owned_session_or_404
-from cursors import CursorError, decode_since, encode_since
+from api.chats import dump_chat, owned_session_or_404
+from api.cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
-from etags import json_response
-from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
+from api.conditional import json_response
+from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
                     session_id_or_404, signing_key)
-from lines import load_sync_body
+from api.lines import load_sync_body
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")

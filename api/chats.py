@@ -1,14 +1,14 @@
 """The chats blueprint: three thin views, each auth -> schema -> model -> schema."""
 from flask import Blueprint, current_app
 
-import pages
-import reads
-import writes
+from store import pages
+from store import reads
+from store import writes
 from auth import accept_read, read_owner, requires
-from cursors import CursorError, decode_cursor, encode_cursor
+from api.cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
-from etags import check_if_match, if_match_guard, json_response
-from inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
+from api.conditional import check_if_match, if_match_guard, json_response
+from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
                     session_id_or_404, signing_key)
 from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
 

@@ -8,7 +8,7 @@ import functools
 import operator
 
 from models import Chat, database, on_postgresql
-from reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, head_and_rows, head_columns, head_source,
+from store.reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, head_and_rows, head_columns, head_source,
                    nulls, owned_session, row_columns, statement)
 from schemas import MAX_PAGE_SIZE
 

@@ -1,4 +1,4 @@
-"""X-Request-ID: a sane incoming id is kept, otherwise one is made; it is echoed and logged (request_hooks)."""
+"""X-Request-ID: a sane incoming id is kept, otherwise one is made; it is echoed and logged (observability/hooks.py)."""
 import random
 import re
 

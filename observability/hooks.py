@@ -15,9 +15,9 @@ import time
 
 from flask import g, request
 
-import logs
-import metrics
-import request_ids
+from observability import logs
+from observability import metrics
+from observability import request_ids
 
 
 def begin_request():

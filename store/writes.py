@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 
-import change_order
+from store import change_order
 import models
-import reads
+from store import reads
 from models import Chat, ChatTombstone, database
 
 API = "api"    # a PATCH

@@ -41,7 +41,7 @@ def json_response(payload, conditional=True):
     etag = _digest(body)
     response = Response(body, content_type=JSON_CONTENT_TYPE)
     response.headers.add("ETag", f'"{etag}"')  # a new response has none; add skips set's search for one
-    current = request._get_current_object()  # the proxy looked up once (see request_hooks)
+    current = request._get_current_object()  # the proxy looked up once (see observability/hooks.py)
     if conditional and "HTTP_IF_NONE_MATCH" in current.environ and current.if_none_match.contains_weak(etag):
         # If-None-Match compares weakly (RFC 9110 §13.1.2). The response itself becomes the 304, as werkzeug's own
         # make_conditional does: werkzeug sends a 304 without a body, Content-Type or Content-Length, keeping the

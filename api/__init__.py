@@ -1,0 +1,1 @@
+"""The HTTP layer: blueprints, errors in the one envelope, conditional requests, cursors, OpenAPI, docs, CORS."""

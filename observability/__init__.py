@@ -1,0 +1,1 @@
+"""What every request leaves behind: metrics, a log line, a request id."""
