@@ -69,9 +69,14 @@ def healthz():
 
 def readyz():
     """The database answers."""
+    # connect and close rather than connection_context: a connection the server dropped is replaced in the
+    # middle of the read (models.ReconnectingPostgresqlDatabase), which a context's own bookkeeping can't follow.
     try:
-        with models.database.connection_context():
+        models.database.connect()
+        try:
             models.database.execute_sql("SELECT 1")
+        finally:
+            models.database.close()
     except Exception as error:  # any failure to reach the database means "not ready"
         log.warning("readiness check failed: %s", type(error).__name__)
         return error_response(503, "unavailable", "the database is not answering")

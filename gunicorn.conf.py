@@ -18,6 +18,7 @@ if WORKER_CLASS == "gevent":
     patch_psycopg()
 
 import shutil  # noqa: E402  (after the patching above)
+import gevent  # noqa: E402
 import tempfile  # noqa: E402
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -32,6 +33,9 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 preload_app = True
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# How long a served connection steps aside after each request (post_request): long enough to go behind one
+# turn of the event loop, which polls the other sockets; a microsecond costs no measurable throughput.
+FAIR_TURN_SECONDS = 0.000001
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # The app logs one line per request itself (method, path, status, ms, auth kind, org, request id);
 # gunicorn's access log is off unless asked for, e.g. GUNICORN_ACCESS_LOG=- for standard output.
@@ -48,6 +52,20 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"chatstore-metrics-{os.getpid()}")
     os.environ["CHATSTORE_MADE_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def post_request(worker, req, environ, resp):
+    """Let every other connection of this worker have its turn before this one's next request.
+
+    A gevent worker serves each connection in a greenlet that yields only when a read would block. A keep-alive
+    client sending requests back to back always has its next one waiting, and SQLite's calls never block on a
+    socket, so that greenlet kept the worker while the others' requests waited (p99 187-264 ms at 8 busy
+    clients against 4 ms with sync workers). Sleeping a moment past zero puts this greenlet behind one turn of
+    the event loop, which polls every socket first: each waiting request gets served, one each in turn.
+    (gevent.sleep(0) switches only to greenlets already runnable, without polling: a neighbour still waited
+    44 ms.)"""
+    if worker_class == "gevent":
+        gevent.sleep(FAIR_TURN_SECONDS)
 
 
 def on_starting(server):

@@ -93,7 +93,8 @@ def test_a_read_inside_a_transaction_is_sent_as_text(orgs, round_trips):
 @postgresql_only
 def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs, round_trips):
     add_chats(SESSION_ID, {"jid": JID})
-    with models.database.connection_context():
+    models.database.connect()  # as a request does (connect in before_request, close in teardown)
+    try:
         _find()
         dropped = models.database.connection()
         with psycopg2.connect(os.environ["TEST_DATABASE_URL"]) as other, other.cursor() as cursor:
@@ -102,6 +103,8 @@ def test_a_read_on_a_connection_the_server_dropped_runs_again_on_a_new_one(orgs,
         assert [dict(zip(pages.ROW_COLUMNS, row))["jid"] for row in found.rows] == [JID]
         assert models.database.connection() is not dropped
         _find()  # prepared on the dropped connection, not on the new one
+    finally:
+        models.database.close()
 
 
 @postgresql_only
