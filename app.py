@@ -13,6 +13,7 @@ from api import sync
 from auth import VerifiedTokenCache
 from config import ConfigError, load_config
 from api.cors import enable_cors
+from api.json_provider import OrjsonProvider
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
 from observability.logs import configure_logging
@@ -30,7 +31,7 @@ def create_app(environ=None):
     # Werkzeug refuses a larger body with 413 when the view reads it, i.e.
     # after authentication and lookup, as the contract's order of checks wants.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     configure_logging(config.log_level, config.log_format)
     models.bind_database(config.database_url, config.db_pool_size)
     if config.jwks_url:

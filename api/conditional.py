@@ -5,10 +5,8 @@ whenever the body would, and it is strong, as If-Match's comparison requires
 (RFC 9110 §13.1.1).
 """
 import hashlib
-import json
 
-from flask import Response, request
-from flask.json.provider import DefaultJSONProvider
+from flask import Response, current_app, request
 
 from errors import ApiError
 
@@ -16,9 +14,6 @@ STALE_MESSAGE = "the chat has changed since it was read (If-Match does not match
 
 
 JSON_CONTENT_TYPE = "application/json"
-# Flask's compact output, with its own fallback for dates, UUIDs and decimals (tests/test_conditional.py holds the
-# two to the same bytes).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=DefaultJSONProvider.default)
 
 
 def _digest(body):
@@ -26,10 +21,8 @@ def _digest(body):
 
 
 def json_body(payload):
-    """The bytes Flask's JSON provider sends for payload (compact, ASCII, a newline after), made by one encoder
-    kept for the process: the provider builds a new encoder for every response, and its response then reads
-    back the bytes it was given."""
-    return (_ENCODER.encode(payload) + "\n").encode()
+    """The bytes the app's JSON provider (api.json_provider) sends for payload."""
+    return current_app.json.dumps_bytes(payload)
 
 
 def json_response(payload, conditional=True):
