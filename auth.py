@@ -22,7 +22,7 @@ from flask import current_app, g, request
 import models
 from errors import ApiError
 from jwks import JwksUnavailable
-from store.reads import Owner
+from store.reads import Owner, find_api_key
 
 API_KEY_PREFIX = "csk_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -99,7 +99,8 @@ def is_well_formed_api_key(token):
 
 
 def pending_api_key(token):
-    """A well-formed key, to be looked up with the request's first read (reads.py); malformed ones stop here."""
+    """A well-formed key, to be looked up with the request's first read (store/reads.py); malformed ones stop
+    here."""
     if not is_well_formed_api_key(token):
         raise unauthorized("API key is malformed (bad length, characters or checksum)")
     return Caller("api_key", None, frozenset(), key_digest=api_key_digest(token))
@@ -112,6 +113,8 @@ def accept_key(row, capability, state):
         raise unauthorized("unknown API key")
     if row["key_revoked"]:
         raise unauthorized("API key has been revoked")
+    if row["key_expired"]:
+        raise unauthorized("API key has expired")
     if last_use_is_stale(row["key_last_used_at"]):
         models.touch_api_key(row["key_id"], models.now_utc(), LAST_USED_INTERVAL)
     caller = state.caller = Caller("api_key", row["key_org_id"], _capability_set(row["key_capabilities"]))
@@ -302,49 +305,62 @@ def forbidden(capability):
     return ApiError(403, f"this token lacks the {capability!r} capability")
 
 
-def requires(capability):
-    """Authenticate, then check the capability, before the view looks anything up.
+def requires(capability, key_first=False):
+    """Authenticate and check the capability, before the view looks anything up; settle an API key after it.
 
     A login JWT is checked here. An API key is looked up by the view's first
-    read, in the same statement as the data (reads.py), whose SQL itself only
-    reaches a session for a live key holding the capability; the view hands
-    the key's row to `accept_read`. Whatever the view raises, a pending key is
-    settled first, so its 401 or 403 still comes before a 404 or a 422.
+    read, in the same statement as the data (store/reads.py), whose SQL itself
+    only reaches a session for a live key holding the capability; the read
+    hands the key's row to the request's Owner. Here, after the view, whatever
+    it answered or raised, the key is settled from that row (or looked up, if
+    the view read nothing), so its 401 or 403 comes before any 404 or 422.
+    `key_first` settles a key before the view instead: for views that need the
+    caller's org and read no session (the org's own resources).
     """
     def decorator(view):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
             caller, state = authenticate(), g._get_current_object()  # g looked up once: each lookup costs
-            state.caller, state.capability = caller, capability
-            if not caller.pending and capability not in caller.capabilities:
-                raise forbidden(capability)
+            state.caller = caller
+            if caller.pending:
+                state.owner = Owner(key_digest=caller.key_digest, capability=capability, now_ms=now_ms())
+                if key_first:
+                    settle_key(state, capability)
+                    state.owner = Owner(org_id=state.caller.org_id)
+            else:
+                if capability not in caller.capabilities:
+                    raise forbidden(capability)
+                state.owner = Owner(org_id=caller.org_id)
             try:
                 response = view(*args, **kwargs)
             except ApiError:
-                settle_pending_key(state)
+                settle_key(state, capability)
                 raise
-            settle_pending_key(state)
+            settle_key(state, capability)
             return response
         return guarded
     return decorator
 
 
-def read_owner():
-    """Whose sessions this request's reads may see (reads.Owner)."""
-    state = g._get_current_object()
-    if state.caller.pending:
-        return Owner(key_digest=state.caller.key_digest, capability=state.capability)
-    return Owner(org_id=state.caller.org_id)
+def current_owner():
+    """Whose sessions this request's reads may see (store.reads.Owner), made by `requires`."""
+    return g._get_current_object().owner
 
 
-def accept_read(head):
-    """After a hot read: settle a pending API key from the read's head (401, 403). A JWT caller is settled already."""
-    state = g._get_current_object()
-    if state.caller.pending:
-        accept_key(head, state.capability, state)
+def current_org():
+    """The org of the request's caller, settled (a view under `requires(..., key_first=True)` or a JWT)."""
+    return g._get_current_object().caller.org_id
 
 
-def settle_pending_key(state):
-    """Look up a key no read has settled (the view stopped before reading, or read nothing)."""
-    if state.caller.pending:
-        accept_key(models.find_api_key(state.caller.key_digest), state.capability, state)
+def settle_key(state, capability):
+    """An API key's 401 or 403, from the row a read found, or looked up when no read did; its use recorded.
+    A JWT, and a key settled already, pass."""
+    if not state.caller.pending:
+        return
+    owner = state.owner
+    row = owner.key_row if owner.key_read else find_api_key(owner.key_digest, owner.now_ms)
+    accept_key(row, capability, state)
+
+
+def now_ms():
+    return int(seconds_since_epoch() * 1000)

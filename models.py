@@ -193,6 +193,8 @@ class ApiKey(BaseModel):
     created_at = DateTimeField(default=now_utc)
     last_used_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
+    # Unix epoch milliseconds, as the API gives it; null: the key does not expire (migration 0004).
+    expires_at = BigIntegerField(null=True)
 
 
 class Chat(BaseModel):
@@ -239,17 +241,6 @@ def load_cursor_secret():
 
 # --- API keys ---------------------------------------------------------------
 
-def find_api_key(digest):
-    """The key with this digest (key_id, key_org_id, key_capabilities, key_revoked, key_last_used_at), or None.
-
-    The same columns as the head of a hot read (reads.py), which finds the key along with the data.
-    """
-    rows = select_rows('SELECT "id" AS "key_id", "org_id" AS "key_org_id", "capabilities" AS "key_capabilities", '
-                       '"revoked_at" IS NOT NULL AS "key_revoked", "last_used_at" AS "key_last_used_at" '
-                       'FROM "api_key" WHERE "digest" = {p}', [digest])
-    return rows[0] if rows else None
-
-
 def touch_api_key(key_id, now, min_interval):
     """Record a use, unless one was recorded less than min_interval ago."""
     stale_before = now - min_interval
@@ -258,12 +249,3 @@ def touch_api_key(key_id, now, min_interval):
          .where(ApiKey.id == key_id,
                 ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < stale_before))
          .execute())
-
-
-# --- helpers -------------------------------------------------------------------
-
-def select_rows(sql, params):
-    """Rows as dicts; `{p}` in the SQL stands for the driver's placeholder."""
-    cursor = database.execute_sql(sql.format(p=database.obj.param), params)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app
 from store import pages
 from store import reads
 from store import writes
-from auth import accept_read, read_owner, requires
+from auth import current_owner, requires
 from api.cursors import CursorError, decode_cursor, encode_cursor
 from errors import ApiError, not_found, validation_error
 from api.conditional import check_if_match, if_match_guard, json_response
@@ -24,17 +24,16 @@ bp.before_request(connect_database)
 
 
 def owned_session_or_404(session_id):
-    """404 unless the session is the caller's: one read, which also settles an API key (401, 403 first)."""
-    head = reads.session_state(read_owner(), session_id)
-    accept_read(head)
-    if head["owned_session"] is None:
+    """404 unless the session is the caller's: one read, which also finds an API key's row (its 401 or 403
+    comes first: `requires`)."""
+    head = reads.session_state(current_owner(), session_id)
+    if head is None or head["owned_session"] is None:  # no head: an unknown key, settled as 401 by `requires`
         raise not_found(SESSION_NOT_FOUND)
 
 
 def stored_chat_or_404(sid, cid):
     session_id = session_id_or_404(sid)
-    found = reads.find_chat(read_owner(), session_id, cid)
-    accept_read(found.head)
+    found = reads.find_chat(current_owner(), session_id, cid)
     if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
     if not found.rows or chat_type(cid) is None:
@@ -62,8 +61,7 @@ def list_chats(sid):
         # Checked only here, so a good query costs the one page read alone.
         owned_session_or_404(session_id)
         raise
-    found = pages.list_chats(read_owner(), session_id, filters, after, query["limit"] + 1)
-    accept_read(found.head)
+    found = pages.list_chats(current_owner(), session_id, filters, after, query["limit"] + 1)
     if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
     page, more = found.rows[:query["limit"]], len(found.rows) > query["limit"]

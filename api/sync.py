@@ -7,7 +7,7 @@ from flask import Blueprint, current_app
 from store import feed
 import models
 from store import writes
-from auth import accept_read, read_owner, requires
+from auth import current_owner, requires
 from api.chats import dump_chat, owned_session_or_404
 from api.cursors import CursorError, decode_since, encode_since
 from errors import ApiError, not_found, validation_error
@@ -54,8 +54,7 @@ def list_changes(sid):
     # With a filter, a wider window of the order is read, so a worker skipping its own writes
     # moves through them quickly; either way a page reads a bounded number of rows.
     window = (MAX_CHANGES_PAGE if changed_by else limit) + 1
-    found = feed.changes_after(read_owner(), session_id, position, window)
-    accept_read(found.head)
+    found = feed.changes_after(current_owner(), session_id, position, window)
     if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
     if position != START and position < found.head["purged_seq"]:

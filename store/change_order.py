@@ -26,33 +26,34 @@ PATCH update two rows.
 Locks are always taken in one order, the session's first, then chat rows, so
 writers can't deadlock.
 """
-from models import database, on_postgresql
+from models import on_postgresql
+from store.sql import execute
 
 # The advisory lock's first key: Chatstore's namespace, so other users of advisory locks in the same database
 # don't share ours. The second key is the session id's hash; two sessions whose hashes collide only queue
 # behind each other, which costs time, never correctness.
 LOCK_NAMESPACE = 0x43686174  # "Chat"
-_LOCKED = ('(SELECT pg_advisory_xact_lock(%d, hashtext({p})) OFFSET 0) AS "locked"' % LOCK_NAMESPACE)
-# Takes the session's lock until the transaction ends (parameter: the session id).
-LOCK_SQL = "SELECT 1 FROM " + _LOCKED.format(p="%s")
+_LOCKED = f'(SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, hashtext(:session_id)) OFFSET 0) AS "locked"'
+# Takes the session's lock until the transaction ends.
+LOCK_SQL = "SELECT 1 FROM " + _LOCKED
 # PostgreSQL: a new position for each row of a statement, in a write that holds the session's lock already
 # (lock_session); the bulk import's upsert draws its batch's positions so.
 POSITION_PER_ROW_HOLDING_LOCK = "nextval('change_position')"
-# SQLite: the session's latest position (parameters: the session id three times).
-LATEST_SQLITE = ('MAX((SELECT COALESCE(MAX("change_seq"), 0) FROM "chat" WHERE "session_id" = {p}), '
-                 '(SELECT COALESCE(MAX("change_seq"), 0) FROM "chat_tombstone" WHERE "session_id" = {p}), '
-                 '(SELECT "purged_seq" FROM "session" WHERE "id" = {p}))')
+# SQLite: the session's latest position.
+LATEST_SQLITE = ('MAX((SELECT COALESCE(MAX("change_seq"), 0) FROM "chat" WHERE "session_id" = :session_id), '
+                 '(SELECT COALESCE(MAX("change_seq"), 0) FROM "chat_tombstone" WHERE "session_id" = :session_id), '
+                 '(SELECT "purged_seq" FROM "session" WHERE "id" = :session_id))')
 
 
 def next_position_sql():
-    """SQL for one new position of a session, inside a write's statement; (its text, how many session ids it takes).
+    """SQL for one new position of the session `:session_id`, inside a write's statement.
 
     On PostgreSQL, OFFSET 0 keeps the lock's subquery from being folded away: a value drawn FROM it is drawn
     after the lock.
     """
     if on_postgresql():
-        return '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')', 1
-    return '(' + LATEST_SQLITE + ' + 1)', 3
+        return '(SELECT nextval(\'change_position\') FROM ' + _LOCKED + ')'
+    return '(' + LATEST_SQLITE + ' + 1)'
 
 
 def lock_session(session_id):
@@ -63,9 +64,9 @@ def lock_session(session_id):
     """
     if not on_postgresql():
         return _latest_on_sqlite(session_id)
-    database.execute_sql(LOCK_SQL, [session_id])
+    execute(LOCK_SQL, {"session_id": session_id})
     # is_called is false only before the first draw, when last_value has not been handed out yet.
-    cursor = database.execute_sql(
+    cursor = execute(
         'SELECT CASE WHEN "is_called" THEN "last_value" ELSE "last_value" - 1 END FROM "change_position"')
     return cursor.fetchone()[0]
 
@@ -77,12 +78,11 @@ def draw_positions(session_id, count):
     if not on_postgresql():
         latest = _latest_on_sqlite(session_id)
         return list(range(latest + 1, latest + count + 1))
-    cursor = database.execute_sql(
-        'SELECT nextval(\'change_position\') FROM ' + _LOCKED.format(p="%s")
-        + ' CROSS JOIN generate_series(1, %s) ORDER BY 1', [session_id, count])
+    cursor = execute('SELECT nextval(\'change_position\') FROM ' + _LOCKED
+                     + ' CROSS JOIN generate_series(1, :count) ORDER BY 1', {"session_id": session_id, "count": count})
     return [row[0] for row in cursor.fetchall()]
 
 
 def _latest_on_sqlite(session_id):
     # Inside a write transaction: SQLite's write lock is already held (BEGIN IMMEDIATE).
-    return database.execute_sql("SELECT " + LATEST_SQLITE.format(p="?"), [session_id] * 3).fetchone()[0]
+    return execute("SELECT " + LATEST_SQLITE, {"session_id": session_id}).fetchone()[0]

@@ -10,41 +10,49 @@ import operator
 
 from peewee import fn
 
+from models import Chat, ChatTombstone, Session, database, now_utc
 from store import reads
-from models import ChatTombstone, Session, database, now_utc
 from store.reads import CHAT_COLUMNS, CHAT_FIELDS
 
-CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None), ("changed_by", None))  # the body's own columns
+CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None),)  # the body's own columns
 CHANGE_ORDER_KEY = operator.itemgetter("change_seq")
+# SQL's types of peewee's field types, for a tombstone's typed nulls (PostgreSQL's UNION wants them typed).
+SQL_TYPES = {"BIGAUTO": "BIGINT", "BIGINT": "BIGINT", "INT": "INTEGER", "BOOL": "BOOLEAN", "TEXT": "TEXT",
+             "VARCHAR": "TEXT"}
+# Kept from the tombstone: these of a chat's columns; the others are null.
+TOMBSTONE_KEEPS = {"session": '"session_id"', "jid": '"jid"', "change_seq": '"change_seq"',
+                   "changed_by": "'sync'"}
 
-# A tombstone's row in a page has the chat's columns, all null but the jid (typed, for PostgreSQL's UNION).
-TOMBSTONE_COLUMNS = ('CAST(NULL AS BIGINT) AS "id", "session_id" AS "session", "jid", CAST(NULL AS TEXT) AS "type", '
-                     'CAST(NULL AS TEXT) AS "name", CAST(NULL AS BIGINT) AS "last_message_at", '
-                     'CAST(NULL AS BIGINT) AS "sort_at", CAST(NULL AS INTEGER) AS "unread_count", '
-                     'CAST(NULL AS BOOLEAN) AS "archived", CAST(NULL AS BOOLEAN) AS "pinned", '
-                     'CAST(NULL AS BIGINT) AS "muted_until", "change_seq"')
+
+def _tombstone_column(field):
+    if field.name in TOMBSTONE_KEEPS:
+        return f'{TOMBSTONE_KEEPS[field.name]} AS "{field.name}"'
+    return f'CAST(NULL AS {SQL_TYPES[field.field_type]}) AS "{field.name}"'
+
+
+# A tombstone's row in a page has the chat's columns, all null but those it keeps.
+TOMBSTONE_COLUMNS = ", ".join(_tombstone_column(field) for field in Chat._meta.sorted_fields)
 
 
 # Each arm walks its (session_id, change_seq) index from the position and stops
 # after `count` rows; the outer sort is over at most 2 × count rows.
 CHANGES_SQL = (
-    'SELECT * FROM (SELECT ' + CHAT_COLUMNS + ', 0 AS "deleted", "chat"."changed_by" FROM "chat" '
-    'WHERE "chat"."session_id" = {p} AND "chat"."change_seq" > {p} ORDER BY "chat"."change_seq" LIMIT {p}) '
-    'AS "live" UNION ALL '
-    'SELECT * FROM (SELECT ' + TOMBSTONE_COLUMNS + ', 1 AS "deleted", \'sync\' AS "changed_by" '
-    'FROM "chat_tombstone" WHERE "session_id" = {p} AND "change_seq" > {p} ORDER BY "change_seq" LIMIT {p}) '
-    'AS "dead" ORDER BY "change_seq" LIMIT {p}')
+    'SELECT * FROM (SELECT ' + CHAT_COLUMNS + ', 0 AS "deleted" FROM "chat" '
+    'WHERE "chat"."session_id" = :session_id AND "chat"."change_seq" > :since '
+    'ORDER BY "chat"."change_seq" LIMIT :count) AS "live" UNION ALL '
+    'SELECT * FROM (SELECT ' + TOMBSTONE_COLUMNS + ', 1 AS "deleted" '
+    'FROM "chat_tombstone" WHERE "session_id" = :session_id AND "change_seq" > :since '
+    'ORDER BY "change_seq" LIMIT :count) AS "dead" ORDER BY "change_seq" LIMIT :count')
+
+
+def changes_statement(owner, session_id, position, count):
+    return reads.gated_statement(owner, session_id, CHANGES_SQL, {"since": position, "count": count}, CHANGE_FIELDS)
 
 
 def changes_after(owner, session_id, position, count):
     """The read's head, and up to `count` changes after `position` in change order: chats as stored now, and
-    tombstones, each a chat's columns plus "deleted" and "changed_by". One round trip (reads.read)."""
-    return reads.read(owner, session_id, CHANGES_SQL, changes_params(session_id, position, count), CHANGE_FIELDS,
-                      CHANGE_ORDER_KEY)
-
-
-def changes_params(session_id, position, count):
-    return [session_id, position, count, session_id, position, count, count]
+    tombstones, each a chat's columns plus "deleted". One round trip (reads.read)."""
+    return reads.read(owner, changes_statement(owner, session_id, position, count), CHANGE_FIELDS, CHANGE_ORDER_KEY)
 
 
 def purge_tombstones(retention_days):

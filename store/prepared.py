@@ -42,13 +42,14 @@ ALREADY_PREPARED = "42P05"     # duplicate_prepared_statement: prepared there al
 # feature_not_supported, which EXECUTE answers with "cached plan must not change result type" once a migration
 # has changed the type of a column the statement returns: prepared again, it answers in the new type.
 RESULT_TYPE_CHANGED = "0A000"
+NAMED = re.compile(r"%\((\w+)\)s")
 
 
 class PreparedReads:
     """A mixin for peewee's PostgreSQL database: execute_read(), a SELECT sent as a prepared statement."""
 
     def execute_read(self, sql, params):
-        """Run a SELECT (the driver's %s placeholders, no literal %) as its text's prepared statement."""
+        """Run a SELECT (psycopg2's named placeholders, a dict of parameters) as its text's prepared statement."""
         if self.in_transaction():
             return self.execute_sql(sql, params)
         name, execute, prepare_and_execute = statement_texts(sql)
@@ -99,11 +100,12 @@ def _remember(connection, name):
 
 @functools.lru_cache(maxsize=256)
 def statement_texts(sql):
-    """(name, EXECUTE …, PREPARE … ; EXECUTE …) for a SELECT with %s placeholders; both take its parameters."""
+    """(name, EXECUTE …, PREPARE … ; EXECUTE …) for a SELECT with psycopg2's named placeholders (`%(name)s`,
+    store.sql); both take its parameters as a dict. Each distinct name is one numbered parameter."""
     name = NAME_PREFIX + hashlib.sha256(sql.encode()).hexdigest()[:24]
-    numbers = iter(range(1, sql.count("%s") + 1))
-    numbered = re.sub("%s", lambda _: f"${next(numbers)}", sql)
-    execute = f"EXECUTE {name}(" + ", ".join(["%s"] * sql.count("%s")) + ")"
+    names = list(dict.fromkeys(NAMED.findall(sql)))
+    numbered = NAMED.sub(lambda match: f"${names.index(match.group(1)) + 1}", sql)
+    execute = f"EXECUTE {name}" + (f"({', '.join(f'%({parameter})s' for parameter in names)})" if names else "")
     return name, execute, f"PREPARE {name} AS {numbered}; {execute}"
 
 

@@ -15,6 +15,7 @@ from store import change_order
 import models
 from store import reads
 from models import Chat, ChatTombstone, database
+from store.sql import execute, rows_as_dicts
 
 API = "api"    # a PATCH
 SYNC = "sync"  # a sync, an import, the demo
@@ -22,9 +23,10 @@ UPSERT_BATCH_SIZE = 1000
 # The driver's errors as peewee's, as execute_sql gives them, for the statements sent on a cursor directly.
 DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 STAGED_BATCH_SIZE = 20_000  # rows per batch on the bulk path (import-chats)
-# What a new chat holds for each key a sync entry or import line leaves out.
-NEW_CHAT_DEFAULTS = {"name": None, "last_message_at": None, "unread_count": 0,
-                     "archived": False, "pinned": False, "muted_until": None}
+# The columns a write keeps for itself: the row's identity, its place in the display and change orders.
+BOOKKEEPING = {"id", "session", "jid", "type", "sort_at", "change_seq", "changed_by"}
+# What a new chat holds for each column a sync entry or import line leaves out: the model's defaults.
+NEW_CHAT_DEFAULTS = {field.name: field.default for field in Chat._meta.sorted_fields if field.name not in BOOKKEEPING}
 
 
 class ChatRuleError(Exception):
@@ -82,25 +84,18 @@ def _update_without_reading(chat_id, session_id, changes):
     The position is drawn when the new row is computed, before the chat's row
     is locked: the same order as every other write (session, then chat).
     """
-    columns = sorted(changes)
-    position, session_ids = change_order.next_position_sql()
-    sql = ('UPDATE "chat" SET ' + "".join(f'"{column}" = {{p}}, ' for column in columns) + '"change_seq" = '
-           + position + ', "changed_by" = {p} WHERE "chat"."id" = {p} RETURNING ' + reads.CHAT_COLUMNS
-           ).format(p=database.obj.param)
-    params = [*(changes[column] for column in columns), *[session_id] * session_ids, API, chat_id]
+    assignments = "".join(f'"{column}" = :{column}, ' for column in sorted(changes))
+    text = ('UPDATE "chat" SET ' + assignments + '"change_seq" = ' + change_order.next_position_sql()
+            + ', "changed_by" = :changed_by WHERE "chat"."id" = :chat_id RETURNING ' + reads.CHAT_COLUMNS)
+    params = {**changes, "session_id": session_id, "changed_by": API, "chat_id": chat_id}
     if models.on_postgresql():
-        row, names = _one_row(sql, params)  # one statement needs no transaction of its own
+        rows = rows_as_dicts(execute(text, params))  # one statement needs no transaction of its own
     else:
         with database.atomic():  # takes SQLite's write lock before the position is read
-            row, names = _one_row(sql, params)  # fetched before the commit, which ends SQLite's RETURNING
-    if row is None:
+            rows = rows_as_dicts(execute(text, params))  # fetched before the commit, which ends SQLite's RETURNING
+    if not rows:
         raise ChatGone()
-    return dict(zip(names, row))
-
-
-def _one_row(sql, params):
-    cursor = database.execute_sql(sql, params)
-    return cursor.fetchone(), [column[0] for column in cursor.description]
+    return rows[0]
 
 
 def _check_can_pin(chat, changes, max_pinned):
@@ -343,7 +338,7 @@ def delete_chats(session_id, jids, position):
     # Drawn before the chats go: on SQLite the next position is read off the session's stored ones, and a
     # tombstone must come after the position its chat had (some may go unused: gaps are harmless).
     positions = change_order.draw_positions(session_id, len(jids))
-    deleted = [row[0] for row in _delete_where_jid_in(Chat, session_id, jids, returning='"jid"')]
+    deleted = [row[0] for row in _delete_where_jid_in(Chat, session_id, jids, returning=Chat.jid)]
     if not deleted:
         return 0, position
     positions = positions[:len(deleted)]
@@ -357,10 +352,7 @@ def delete_chats(session_id, jids, position):
 
 
 def _delete_where_jid_in(model, session_id, jids, returning=None):
-    p = database.obj.param
-    sql = 'DELETE FROM "%s" WHERE "session_id" = %s AND "jid" IN (%s)' % (
-        model._meta.table_name, p, ", ".join([p] * len(jids)))
-    if returning:
-        sql += " RETURNING " + returning
-    cursor = database.execute_sql(sql, [session_id, *jids])
-    return cursor.fetchall() if returning else None
+    query = model.delete().where(model.session == session_id, model.jid.in_(jids))
+    if returning is None:
+        return query.execute()
+    return list(query.returning(returning).tuples())

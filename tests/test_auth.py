@@ -78,9 +78,9 @@ def test_bad_tokens_are_401_and_never_echoed(client, keys, chat, make_token, mes
 
 
 def test_bad_checksum_is_refused_without_a_query(client, keys, chat, monkeypatch):
-    def no_lookup(digest):
+    def no_lookup(digest, now_ms):
         raise AssertionError("a malformed key reached the database")
-    monkeypatch.setattr(models, "find_api_key", no_lookup)
+    monkeypatch.setattr(auth, "find_api_key", no_lookup)
     response = client.get(chat_url(SESSION_ID, JID), headers={"Authorization": f"Bearer {_mistyped(keys['read'])}"})
     assert response.status_code == 401
 

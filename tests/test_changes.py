@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from store import feed
+from store import feed, sql
 import models
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, apply_changes, chat_url, connected, error_body
 
@@ -249,11 +249,11 @@ def test_a_page_walks_the_change_order_indexes_from_its_position(client, worker_
     add_chats(SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(20_000)))
     add_chats(OTHER_SESSION_ID, *({"jid": f"{n}@s.whatsapp.net"} for n in range(5_000)))
     client.post(SYNC_URL, json={"delete": [f"{n}@s.whatsapp.net" for n in range(0, 1000, 3)]}, headers=worker_headers)
-    sqlite = models.database.obj.param == "?"
+    sqlite = not models.on_postgresql()
     with models.database.connection_context():
         models.database.execute_sql("ANALYZE")
-        sql = ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + feed.CHANGES_SQL.format(p=models.database.obj.param)
-        cursor = models.database.execute_sql(sql, feed.changes_params(SESSION_ID, 10_000, 101))
+        text = ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + feed.CHANGES_SQL
+        cursor = sql.execute(text, {"session_id": SESSION_ID, "since": 10_000, "count": 101})
         plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
     assert "chat_session_id_change_seq" in plan and "chat_tombstone_session_id_change_seq" in plan, plan
     if sqlite:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from store import change_order
+from store import sql as store_sql
 from conftest import SESSION_ID, add_chats, app_environ, stored
 from serving import Gunicorn, SlowClients
 
@@ -112,7 +113,7 @@ def session_locked(database_url):
         holder.execute("BEGIN IMMEDIATE")
     else:
         holder = psycopg2.connect(database_url)  # not autocommit: the lock lasts until the rollback below
-        holder.cursor().execute(change_order.LOCK_SQL, [SESSION_ID])
+        holder.cursor().execute(store_sql.driver_text(change_order.LOCK_SQL, postgresql=True), {"session_id": SESSION_ID})
     try:
         yield
     finally:

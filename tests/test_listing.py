@@ -9,6 +9,7 @@ import peewee
 import pytest
 
 from store import feed
+from store import sql as store_sql
 import models
 from store import pages
 from store import reads
@@ -282,7 +283,7 @@ def test_lowercase_session_id_finds_the_session(client, headers, orgs):
 
 
 def _plan(sql, params):
-    cursor = models.database.execute_sql(("EXPLAIN QUERY PLAN " if _is_sqlite() else "EXPLAIN ") + sql, params)
+    cursor = store_sql.execute(("EXPLAIN QUERY PLAN " if _is_sqlite() else "EXPLAIN ") + sql, params)
     return "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
 
 
@@ -303,13 +304,11 @@ def test_no_read_scans_the_chats(app, orgs, owner, shape):
             # On a small table PostgreSQL may rightly prefer a scan; what must hold is that an index can serve.
             models.database.execute_sql("SET enable_seqscan = off")
         if shape == "one chat":
-            sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN, [SESSION_ID, "1@s.whatsapp.net"], reads.CHAT_FIELDS,
-                                          gated=False)
+            sql, params = reads.find_chat_statement(owner, SESSION_ID, "1@s.whatsapp.net")
         elif shape == "session only":
-            sql, params = reads.statement(owner, SESSION_ID, "", [], reads.CHAT_FIELDS, gated=False)
+            sql, params = reads.session_state_statement(owner, SESSION_ID)
         else:
-            sql, params = reads.statement(owner, SESSION_ID, feed.CHANGES_SQL, feed.changes_params(SESSION_ID, 5, 10),
-                                          feed.CHANGE_FIELDS, gated=True)
+            sql, params = feed.changes_statement(owner, SESSION_ID, 5, 10)
         plan = _plan(sql, params)
         if not _is_sqlite():
             models.database.execute_sql("RESET enable_seqscan")
@@ -411,7 +410,7 @@ def _statements_work(sql, params):
     """How much the database did for a statement: SQLite's virtual machine steps, or PostgreSQL's plan as run
     (EXPLAIN ANALYZE marks each node it never ran)."""
     if not _is_sqlite():
-        rows = models.database.execute_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql, params)
+        rows = store_sql.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql, params)
         return "\n".join(row[0] for row in rows.fetchall())
     steps = [0]
 
@@ -421,7 +420,7 @@ def _statements_work(sql, params):
     connection = models.database.connection()
     connection.set_progress_handler(count, 1)
     try:
-        models.database.execute_sql(sql, params).fetchall()
+        store_sql.execute(sql, params).fetchall()
     finally:
         connection.set_progress_handler(None, 1)
     return steps[0]
@@ -440,9 +439,7 @@ def test_a_refused_read_never_reads_the_body(app, orgs, owner, shape):
             if shape == "page":
                 work.append(_statements_work(*pages.page_statement(owner, SESSION_ID, {}, None, size)))
             else:
-                work.append(_statements_work(*reads.statement(owner, SESSION_ID, feed.CHANGES_SQL,
-                                                              feed.changes_params(SESSION_ID, 0, size),
-                                                              feed.CHANGE_FIELDS, gated=True)))
+                work.append(_statements_work(*feed.changes_statement(owner, SESSION_ID, 0, size)))
     if _is_sqlite():
         assert work[0] == work[1] and work[0] < 300, work
     else:

@@ -11,6 +11,7 @@ import pytest
 import models
 from store import pages
 from store import prepared
+from store import sql as store_sql
 from store import reads
 from conftest import SESSION_ID, add_chats
 from counting import round_trips  # noqa: F401  (a fixture)
@@ -50,8 +51,8 @@ def test_a_read_is_prepared_with_its_first_use_then_executed(orgs, round_trips):
     [first, second] = round_trips
     name = _name(second)
     assert name.startswith(prepared.NAME_PREFIX)
-    assert first.startswith(f"PREPARE {name} AS SELECT ") and f"; EXECUTE {name}(%s, " in first, round_trips
-    assert second.startswith(f"EXECUTE {name}(%s, "), round_trips
+    assert first.startswith(f"PREPARE {name} AS SELECT ") and f"; EXECUTE {name}(%(session_id)s, " in first, round_trips
+    assert second.startswith(f"EXECUTE {name}(%(session_id)s, "), round_trips
 
 
 @postgresql_only
@@ -115,12 +116,12 @@ def test_a_statement_whose_column_changed_type_is_prepared_anew(app):
         models.database.execute_sql('CREATE TABLE "scratch_prepared" ("x" integer)')
         try:
             models.database.execute_sql('INSERT INTO "scratch_prepared" VALUES (7)')
-            sql = 'SELECT "x" FROM "scratch_prepared" WHERE "x" = %s'
-            assert models.database.execute_read(sql, [7]).fetchall() == [(7,)]
+            sql = 'SELECT "x" FROM "scratch_prepared" WHERE "x" = %(x)s'
+            assert models.database.execute_read(sql, {"x": 7}).fetchall() == [(7,)]
             # Widened, as a migration would: the statement's result changes type, its parameter still compares.
             models.database.execute_sql('ALTER TABLE "scratch_prepared" ALTER COLUMN "x" TYPE numeric')
-            assert models.database.execute_read(sql, [7]).fetchall() == [(decimal.Decimal(7),)]
-            assert models.database.execute_read(sql, [7]).fetchall() == [(decimal.Decimal(7),)]
+            assert models.database.execute_read(sql, {"x": 7}).fetchall() == [(decimal.Decimal(7),)]
+            assert models.database.execute_read(sql, {"x": 7}).fetchall() == [(decimal.Decimal(7),)]
         finally:
             models.database.execute_sql('DROP TABLE "scratch_prepared"')
 
@@ -133,13 +134,12 @@ def test_each_hot_read_runs_on_a_generic_plan_that_walks_an_index(orgs, read):
     add_chats(SESSION_ID, *many_chats(20_000))
     owner = reads.Owner(key_digest="x" * 64, capability="read")
     after = [False, 1_700_000_000_000 + 25 * 1000, 10_000] if read == "deep page" else None
+    owner.now_ms = 0
     if read == "one chat":
-        sql, params = reads.statement(owner, SESSION_ID, reads.CHAT_JOIN.format(p="%s"), [SESSION_ID, JID],
-                                      reads.CHAT_FIELDS, gated=False)
+        text, params = reads.find_chat_statement(owner, SESSION_ID, JID)
     else:
-        body, body_params = pages.chat_page_sql(SESSION_ID, {}, after, 51, bounded=True)
-        sql, params = reads.statement(owner, SESSION_ID, body.format(p="%s"), body_params, reads.CHAT_FIELDS,
-                                      gated=True)
+        text, params = pages.page_statement(owner, SESSION_ID, {}, after, 51)
+    sql = store_sql.driver_text(text, postgresql=True)
     with models.database.connection_context():
         models.database.execute_sql("ANALYZE chat")
         for _ in range(6):
@@ -153,11 +153,11 @@ def test_each_hot_read_runs_on_a_generic_plan_that_walks_an_index(orgs, read):
 
 
 def test_statement_names_follow_the_text():
-    one, other = 'SELECT %s AS "a"', 'SELECT %s AS "b"'
+    one, other = 'SELECT %(x)s AS "a", %(y)s AS "b", %(x)s AS "c"', 'SELECT %(x)s AS "b"'
     name, execute, prepare_and_execute = prepared.statement_texts(one)
     assert name == prepared.statement_texts(one)[0] != prepared.statement_texts(other)[0]
-    assert execute == f"EXECUTE {name}(%s)"
-    assert prepare_and_execute == f'PREPARE {name} AS SELECT $1 AS "a"; EXECUTE {name}(%s)'
+    assert execute == f"EXECUTE {name}(%(x)s, %(y)s)"
+    assert prepare_and_execute == f'PREPARE {name} AS SELECT $1 AS "a", $2 AS "b", $1 AS "c"; EXECUTE {name}(%(x)s, %(y)s)'
 
 
 @pytest.mark.parametrize("sql, read", [
@@ -204,10 +204,10 @@ class ScriptedDatabase(prepared.PreparedReads):
 ])
 def test_each_answer_of_the_server_leads_to_the_next_statement(remembered, answers, sent):
     database = ScriptedDatabase(answers)
-    sql = 'SELECT %s AS "scripted"'
+    sql = 'SELECT %(x)s AS "scripted"'
     if remembered:
         prepared._remember(database, prepared.statement_texts(sql)[0])
-    assert database.execute_read(sql, [1]) == "rows"
+    assert database.execute_read(sql, {"x": 1}) == "rows"
     assert database.sent == sent
     # Remembered once a prepared statement answered (the text as it is says nothing of the server's).
     assert prepared._has_prepared(database, prepared.statement_texts(sql)[0]) is (remembered or sent[-1] != "SELECT")
@@ -216,5 +216,5 @@ def test_each_answer_of_the_server_leads_to_the_next_statement(remembered, answe
 def test_any_other_failure_is_the_callers():
     database = ScriptedDatabase(["57014"])  # query_canceled, say
     with pytest.raises(peewee.ProgrammingError):
-        database.execute_read('SELECT %s AS "other"', [1])
+        database.execute_read('SELECT %(x)s AS "other"', {"x": 1})
     assert database.sent == ["PREPARE"]

@@ -8,6 +8,7 @@ import pytest
 from store import change_order
 import models
 from store import reads
+from store.sql import PARAMETER
 from conftest import SESSION_ID, add_chats, chat_url
 from counting import round_trips  # noqa: F401  (a fixture)
 
@@ -89,7 +90,7 @@ def test_patch_with_if_match_reads_the_locked_row(client, headers, orgs, round_t
 def sqlite_program(sql, params=None):
     """The steps SQLite's compiled program for sql takes (EXPLAIN), with every parameter null by default."""
     with models.database.connection_context():
-        return models.database.execute_sql("EXPLAIN " + sql, params or [None] * sql.count("?")).fetchall()
+        return models.database.execute_sql("EXPLAIN " + sql, params or dict.fromkeys(PARAMETER.findall(sql))).fetchall()
 
 
 def temporary_tables(program):
@@ -113,5 +114,5 @@ def test_sqlite_builds_no_temporary_table_to_read_one_chat(client, tokens, heade
 def test_sqlite_checks_a_keys_capability_without_a_temporary_table(database_url, capability):
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's query plan")
-    program = sqlite_program('SELECT "api_key"."id" FROM "api_key" WHERE ' + reads._key_may(capability))
+    program = sqlite_program('SELECT "api_key"."id" FROM "api_key" WHERE ' + reads.key_may(capability))
     assert [step for step in program if step[1] == "Eq"] != [] and temporary_tables(program) == []

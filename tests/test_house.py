@@ -1,0 +1,101 @@
+"""The house's own rules, held: each fact stated once, authentication settled in one place, public framework
+APIs only."""
+import pathlib
+import re
+
+import pytest
+from flask import Blueprint, jsonify
+
+import models
+from app import create_app
+from api.inputs import connect_database
+from auth import api_key_digest, new_api_key, requires
+from cli import issue_api_key
+from conftest import SESSION_ID, add_chats, error_body
+from store import feed, pages, reads
+from store.sql import PARAMETER
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ACME, KEY = reads.Owner(org_id="acme"), reads.Owner(key_digest="x" * 64, capability="read", now_ms=0)
+
+
+def test_a_chats_columns_are_the_models():
+    model = [field.name for field in models.Chat._meta.sorted_fields]
+    assert [name for name, _ in reads.CHAT_FIELDS] == model
+    # A tombstone's row stands under a chat's in the feed's UNION: the same names, in the same order.
+    tombstone = re.findall(r'AS "(\w+)"', feed.TOMBSTONE_COLUMNS)
+    assert tombstone == model
+
+
+@pytest.mark.parametrize("statement", [
+    lambda owner: reads.find_chat_statement(owner, SESSION_ID, "1@s.whatsapp.net"),
+    lambda owner: reads.session_state_statement(owner, SESSION_ID),
+    lambda owner: feed.changes_statement(owner, SESSION_ID, 5, 10),
+    lambda owner: pages.page_statement(owner, SESSION_ID, {"archived": True, "type": "dm"}, [True, 5, 9], 10),
+    lambda owner: pages.page_statement(owner, SESSION_ID, {"pinned": False}, None, 10),
+])
+@pytest.mark.parametrize("owner", [ACME, KEY])
+def test_every_parameter_a_statement_names_is_given_by_name(statement, owner, database_url):
+    """Fragments carry named parameters: a statement's text and its parameters agree, whatever the fragments'
+    order."""
+    text, params = statement(owner)
+    assert set(PARAMETER.findall(text)) == set(params)
+
+
+def test_the_key_a_hot_read_finds_is_the_key_a_lookup_finds(app, keys, orgs):
+    """The key's columns are written once (reads.KEY_FIELDS): the head of a read and a lookup agree."""
+    add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
+    owner = reads.Owner(key_digest=api_key_digest(keys["read"]), capability="read", now_ms=0)
+    with models.database.connection_context():
+        found = reads.find_chat(owner, SESSION_ID, "1@s.whatsapp.net")
+        looked_up = reads.find_api_key(owner.key_digest, 0)
+    assert owner.key_row is found.head
+    assert looked_up == {name: found.head[name] for name, _ in reads.KEY_FIELDS}
+    assert looked_up["key_org_id"] == "acme" and not looked_up["key_revoked"] and not looked_up["key_expired"]
+
+
+@pytest.fixture
+def probe(base_environ):
+    """A view under `requires` that reads nothing at all: whether its key is settled is `requires`' doing.
+    (An app of its own, outside the suite's check of every response against /openapi.json.)"""
+    app = create_app(base_environ)
+    probes = Blueprint("probe", __name__)
+    probes.before_request(connect_database)  # as the API's blueprints do
+
+    @probes.get("/probe")
+    @requires("read")
+    def read_nothing():
+        return jsonify({"ok": True})
+    app.register_blueprint(probes)
+    return app.test_client()
+
+
+@pytest.mark.parametrize("key, status, message", [
+    ("read", 200, None), ("send", 403, "this token lacks the 'read' capability"),
+    ("revoked", 401, "API key has been revoked"), ("unknown", 401, "unknown API key")])
+def test_a_view_that_reads_nothing_still_has_its_key_settled(probe, keys, orgs, key, status, message):
+    if key == "revoked":
+        with models.database.connection_context():
+            keys["revoked"] = issue_api_key("acme", "read", "gone")
+            models.ApiKey.update(revoked_at=models.now_utc()).where(
+                models.ApiKey.digest == api_key_digest(keys["revoked"])).execute()
+    token = new_api_key() if key == "unknown" else keys[key]
+    response = probe.get("/probe", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == status
+    if message is None:
+        assert response.get_json() == {"ok": True}
+    else:
+        assert response.get_json() == error_body("forbidden" if status == 403 else "unauthorized", message)
+
+
+PRIVATE_NAMES = re.compile(r"_got_first_request|request_ctx|_after_request_functions|make_default_options_response"
+                           r"|\._status_code|_pool_lock|\._in_use\b|_heap_counter|_close_raw|_can_reuse|\._connections\b"
+                           r"|__exception_wrapper__|\._value\b|\._sum\b|\._buckets\b|ValueClass|\._state\b")
+
+
+def test_no_source_reaches_into_a_frameworks_private_names():
+    sources = [path for path in ROOT.glob("**/*.py")
+               if not {".venv", "tests", "bench", "migrations"} & set(path.relative_to(ROOT).parts)]
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in sources
+             for number, line in enumerate(path.read_text().splitlines(), 1) if PRIVATE_NAMES.search(line)]
+    assert len(sources) > 20 and found == []
