@@ -4,21 +4,19 @@ import sys
 
 from flask import Flask, current_app
 
-from api import chats
 import cli
-from api import docs
-from observability import metrics
 import models
-from api import sync
-from auth import VerifiedTokenCache
-from config import ConfigError, load_config
+from api import chats, docs, keys, sync
 from api.cors import enable_cors
 from api.json_provider import OrjsonProvider
+from api.openapi import build_openapi
+from auth import VerifiedTokenCache
+from config import ConfigError, load_config
 from errors import error_response, register_error_handlers
 from jwks import JwksCache
-from observability.logs import configure_logging
-from api.openapi import build_openapi
+from observability import metrics
 from observability.hooks import begin_request, finish_request
+from observability.logs import configure_logging
 
 log = logging.getLogger("chatstore")
 
@@ -41,6 +39,7 @@ def create_app(environ=None):
 
     app.register_blueprint(chats.bp)
     app.register_blueprint(sync.bp)
+    app.register_blueprint(keys.bp)
     app.teardown_request(close_database)
     app.before_request(begin_request)
     app.after_request(finish_request)

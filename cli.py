@@ -4,11 +4,13 @@ Each prints only its result on stdout (an id, a key, a count) so scripts can
 capture it; errors go to stderr as one line with exit status 1.
 """
 import contextlib
+import datetime
 import functools
 import gc
 import json
 import random
 import sys
+import time
 
 import click
 from flask import current_app
@@ -19,7 +21,7 @@ from ulid import ULID
 
 from store import feed
 import models
-from store import writes
+from store import keys, writes
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
 from api.lines import load_line
@@ -108,39 +110,46 @@ def _capabilities(text):
     return ",".join(capabilities)
 
 
-def issue_api_key(org_id, capabilities, name):
+def _expiry(days):
+    """Epoch milliseconds `days` from now."""
+    if not days.isdigit() or int(days) < 1:
+        raise click.ClickException("--expires-in-days: a whole number of days, 1 or more")
+    return int((time.time() + int(days) * 86400) * 1000)
+
+
+def issue_api_key(org_id, capabilities, name, expires_at=None):
     """Store a new key's digest and return the key itself, which is never stored."""
     key = new_api_key()
-    # Sorted, as reads.py's capability test expects them.
-    capabilities = ",".join(sorted({part.strip() for part in capabilities.split(",") if part.strip()}))
-    with models.database.atomic():
-        models.ApiKey.create(org=org_id, name=name, digest=api_key_digest(key), capabilities=capabilities)
+    keys.create(org_id, name, capabilities.split(","), api_key_digest(key), expires_at)
     return key
 
 
 @click.command("create-api-key")
 @click.argument("org_id")
-@click.option("--capabilities", required=True, help="comma-separated: read, send, sync")
+@click.option("--capabilities", required=True, help="comma-separated: " + ", ".join(CAPABILITIES))
 @click.option("--name", help="what the key is for")
-def create_api_key(org_id, capabilities, name):
+@click.option("--expires-in-days", help="the key stops working after this many days")
+def create_api_key(org_id, capabilities, name, expires_in_days):
     """Create an API key; prints it, the only time it is shown."""
     capabilities = _capabilities(capabilities)
+    expires_at = None if expires_in_days is None else _expiry(expires_in_days)
     with models.database.connection_context():
         _existing_org(org_id)
-        key = issue_api_key(org_id, capabilities, name)
+        key = issue_api_key(org_id, capabilities, name, expires_at)
     click.echo(key)
 
 
 @click.command("list-api-keys")
 @click.argument("org_id")
 def list_api_keys(org_id):
-    """A tab-separated line per key: id, name, capabilities, created, last used, revoked."""
+    """A tab-separated line per key: id, name, capabilities, created, last used, revoked, expires."""
     with models.database.connection_context():
         _existing_org(org_id)
-        keys = models.ApiKey.select().where(models.ApiKey.org == org_id).order_by(models.ApiKey.id)
-        for key in keys:
-            click.echo("\t".join([str(key.id), key.name or "-", key.capabilities, _iso(key.created_at),
-                                  _iso(key.last_used_at), _iso(key.revoked_at)]))
+        for key in reversed(keys.page(org_id, None, None)):
+            expires = "-" if key["expires_at"] is None else _iso(
+                datetime.datetime.fromtimestamp(key["expires_at"] / 1000, datetime.timezone.utc).replace(tzinfo=None))
+            click.echo("\t".join([str(key["id"]), key["name"] or "-", key["capabilities"], _iso(key["created_at"]),
+                                  _iso(key["last_used_at"]), _iso(key["revoked_at"]), expires]))
 
 
 @click.command("revoke-api-key")

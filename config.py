@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_ROLE_CAPABILITIES = {
-    "owner": ["read", "send"],
-    "admin": ["read", "send"],
+    "owner": ["read", "send", "admin"],
+    "admin": ["read", "send", "admin"],
     "member": ["read", "send"],
     "viewer": ["read"],
-    "org:admin": ["read", "send"],
+    "org:admin": ["read", "send", "admin"],
     "org:member": ["read", "send"],
 }
-CAPABILITIES = ("read", "send", "sync")
+# `admin`: the organization's own API keys (and webhooks) over HTTP.
+CAPABILITIES = ("read", "send", "sync", "admin")
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # HMAC algorithms are never accepted for login tokens, whatever the setting.

@@ -43,6 +43,13 @@ def json_response(payload, conditional=True):
     return response
 
 
+def no_content():
+    """A 204: no body, so no body type either."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def etag_of(payload):
     return _digest(json_body(payload))
 

@@ -7,6 +7,7 @@ say (paths, statuses, the security scheme) is written here.
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListQuerySchema, ApiKeyPageSchema, ApiKeySchema
 from schemas import ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema, ErrorSchema
 from sync_schemas import ChangeSchema, ChangesPageSchema, ChangesQuerySchema, SyncResultSchema, SyncSchema
 
@@ -24,10 +25,10 @@ CHAT_PARAMETER = {
 }
 ERROR_DESCRIPTIONS = {
     401: "No token, another scheme, or a token that is neither a valid login JWT nor a live API key "
-         "(for /metrics: not the METRICS_TOKEN).",
+         "(unknown, revoked or expired; for /metrics: not the METRICS_TOKEN).",
     403: "The caller lacks the capability the operation needs; decided before any lookup.",
-    404: "The session does not exist or belongs to another organization, or the chat is not stored "
-         "(for /metrics: no METRICS_TOKEN is set).",
+    404: "The session (or API key) does not exist or belongs to another organization, or the chat is not "
+         "stored (for /metrics: no METRICS_TOKEN is set).",
     405: "The method is not allowed on this path; see the Allow header.",
     410: "The since token is older than the newest purged tombstone; start again without since.",
     412: "If-Match does not name the chat's current ETag: it changed since it was read. Nothing was written.",
@@ -93,6 +94,7 @@ def with_links(responses, links):
 CHAT_OPERATIONS = {
     "get": {
         "operationId": "getChat",
+        "tags": ["chats"],
         "summary": "Get a chat",
         "description": "One chat from the gateway's stored copy. Needs the `read` capability.",
         "parameters": [IF_NONE_MATCH],
@@ -101,6 +103,7 @@ CHAT_OPERATIONS = {
     },
     "patch": {
         "operationId": "updateChat",
+        "tags": ["chats"],
         "summary": "Update a chat (archive/pin/mute)",
         "description": ("Changes only the fields sent. `unmute: true` clears the mute and beats `mutedUntil`. "
                         "Archiving unpins; at most MAX_PINNED_CHATS (3) chats of a session are pinned. "
@@ -114,6 +117,7 @@ CHAT_OPERATIONS = {
 LIST_OPERATIONS = {
     "get": {
         "operationId": "listChats",
+        "tags": ["chats"],
         "summary": "List chats",
         "description": ("A page of the session's chats in display order: pinned first, then newest message "
                         "first, chats with no message last, ties by id descending. Send `nextCursor` back as "
@@ -126,6 +130,7 @@ LIST_OPERATIONS = {
 SYNC_OPERATIONS = {
     "post": {
         "operationId": "syncChats",
+        "tags": ["sync"],
         "summary": "Write the stored copy (the gateway's worker)",
         "description": ("Upserts (import lines: a key left out keeps the stored value) and deletes, at most "
                         "1,000 entries together, all or nothing. WhatsApp's PATCH rules do not apply; types do. "
@@ -139,6 +144,7 @@ SYNC_OPERATIONS = {
 CHANGES_OPERATIONS = {
     "get": {
         "operationId": "listChanges",
+        "tags": ["sync"],
         "summary": "What changed",
         "description": ("The session's chats in change order after `since`: each chat as stored now, or a "
                         "tombstone. From nothing it is a full sync; follow `nextSince` to stay current. "
@@ -148,6 +154,48 @@ CHANGES_OPERATIONS = {
                       **error_responses(401, 403, 404, 410, 422, 500, 503)},
     },
 }
+API_KEY_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                     "description": "The key's id (from its ApiKey); another organization's is not found."}
+API_KEYS_OPERATIONS = {
+    "post": {
+        "operationId": "createApiKey",
+        "tags": ["admin"],
+        "summary": "Make an API key",
+        "description": ("A key of the caller's organization with the capabilities given (any of read, send, sync, "
+                        "admin). The answer carries `key`, the only time it is shown: only its digest is stored. "
+                        "Needs the `admin` capability."),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "ApiKeyCreate"}}},
+        "responses": {"201": {"description": "The key, and the key itself (`key`).",
+                              "content": {"application/json": {"schema": "ApiKeyCreated"}}},
+                      **error_responses(401, 403, 413, 422, 500, 503)},
+    },
+    "get": {
+        "operationId": "listApiKeys",
+        "tags": ["admin"],
+        "summary": "List API keys",
+        "description": ("A page of the organization's keys, newest first, revoked ones included; never a key "
+                        "itself. Send `nextCursor` back as `cursor` for the next page. Needs the `admin` capability."),
+        "parameters": [{"in": "query", "schema": ApiKeyListQuerySchema}, IF_NONE_MATCH],
+        "responses": {**ok("A page of keys.", "ApiKeyPage", etag=True), **NOT_MODIFIED,
+                      **error_responses(401, 403, 422, 500, 503)},
+    },
+}
+API_KEY_OPERATIONS = {
+    "delete": {
+        "operationId": "revokeApiKey",
+        "tags": ["admin"],
+        "summary": "Revoke an API key",
+        "description": ("Refused from its very next request on, by every worker and host. Revoking a revoked key "
+                        "answers 204 again. Needs the `admin` capability."),
+        "responses": {"204": {"description": "Revoked."}, **error_responses(401, 403, 404, 500, 503)},
+    },
+}
+TAGS = [
+    {"name": "chats", "description": "A session's chats: get one, page through them, archive, pin or mute one."},
+    {"name": "sync", "description": "The gateway's way in (sync), and what changed (the changes feed)."},
+    {"name": "admin", "description": "An organization's own API keys, for its admins."},
+    {"name": "operations", "description": "Health, readiness, metrics and this document."},
+]
 STATUS_SCHEMA = {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}},
                  "required": ["status"]}
 
@@ -156,7 +204,7 @@ def build_openapi():
     """The document as a dict, ready to serve."""
     spec = APISpec(title="Chatstore", version="1.0.0", openapi_version="3.1.0",
                    plugins=[MarshmallowPlugin()],
-                   info={"description": "Chats of a WhatsApp gateway, served from its stored copy."})
+                   info={"description": "Chats of a WhatsApp gateway, served from its stored copy."}, tags=TAGS)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A login JWT from the identity provider, or an API key (csk_…) from create-api-key."})
@@ -164,31 +212,35 @@ def build_openapi():
         "type": "http", "scheme": "bearer", "description": "The operator's METRICS_TOKEN, for /metrics only."})
     for name, schema in (("Chat", ChatSchema), ("ChatPage", ChatPageSchema), ("ChatPatch", ChatPatchSchema),
                          ("Sync", SyncSchema), ("SyncResult", SyncResultSchema), ("Change", ChangeSchema),
-                         ("ChangesPage", ChangesPageSchema), ("Error", ErrorSchema)):
+                         ("ChangesPage", ChangesPageSchema), ("Error", ErrorSchema), ("ApiKey", ApiKeySchema),
+                         ("ApiKeyCreated", ApiKeyCreatedSchema), ("ApiKeyCreate", ApiKeyCreateSchema),
+                         ("ApiKeyPage", ApiKeyPageSchema)):
         spec.components.schema(name, schema=schema)
     spec.path("/api/v1/sessions/{sid}/chats/{cid}", parameters=[SESSION_PARAMETER, CHAT_PARAMETER],
               operations=CHAT_OPERATIONS)
     spec.path("/api/v1/sessions/{sid}/chats", parameters=[SESSION_PARAMETER], operations=LIST_OPERATIONS)
     spec.path("/api/v1/sessions/{sid}/sync", parameters=[SESSION_PARAMETER], operations=SYNC_OPERATIONS)
     spec.path("/api/v1/sessions/{sid}/changes", parameters=[SESSION_PARAMETER], operations=CHANGES_OPERATIONS)
+    spec.path("/api/v1/api-keys", operations=API_KEYS_OPERATIONS)
+    spec.path("/api/v1/api-keys/{id}", parameters=[API_KEY_PARAMETER], operations=API_KEY_OPERATIONS)
     spec.path("/healthz", operations={"get": {
-        "operationId": "health", "summary": "The process answers", "security": [],
+        "operationId": "health", "tags": ["operations"], "summary": "The process answers", "security": [],
         "responses": ok("Alive; no database is touched.", STATUS_SCHEMA)}})
     spec.path("/readyz", operations={"get": {
-        "operationId": "ready", "summary": "The database answers", "security": [],
+        "operationId": "ready", "tags": ["operations"], "summary": "The database answers", "security": [],
         "responses": {**ok("Ready.", STATUS_SCHEMA), **error_responses(503)}}})
     spec.path("/metrics", operations={"get": {
-        "operationId": "metrics", "summary": "Prometheus metrics of all workers (when METRICS_TOKEN is set)",
+        "operationId": "metrics", "tags": ["operations"], "summary": "Prometheus metrics of all workers (when METRICS_TOKEN is set)",
         "description": "Send `Authorization: Bearer <METRICS_TOKEN>`. 404 when the operator set no METRICS_TOKEN.",
         "security": [{"metricsToken": []}],
         "responses": {"200": {"description": "Prometheus text format.",
                               "content": {"text/plain": {"schema": {"type": "string"}}}},
                       **error_responses(401, 404)}}})
     spec.path("/docs", operations={"get": {
-        "operationId": "docs", "summary": "This document, rendered for people (Swagger UI)", "security": [],
+        "operationId": "docs", "tags": ["operations"], "summary": "This document, rendered for people (Swagger UI)", "security": [],
         "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}})
     spec.path("/openapi.json", operations={"get": {
-        "operationId": "openapi", "summary": "This document", "security": [],
+        "operationId": "openapi", "tags": ["operations"], "summary": "This document", "security": [],
         "responses": ok("The OpenAPI 3.1 document.", {"type": "object"})}})
     document = spec.to_dict()
     document["security"] = [{"bearerAuth": []}]

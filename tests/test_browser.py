@@ -174,3 +174,38 @@ def test_docs_renders_the_chat_operations(browser, api):
     assert {"Get a chat", "List chats", "Update a chat (archive/pin/mute)"} <= set(summaries)
     scripts = [element.get_attribute("src") for element in browser.find_elements(By.TAG_NAME, "script")]
     assert scripts and all(src.startswith(api + "/docs/") for src in scripts)
+
+
+def test_an_admin_mints_sees_once_lists_and_revokes_a_key(browser, pages, api, orgs, identity_provider):
+    """keys.html on another origin, with an admin's login JWT: a key minted, shown once, listed, revoked."""
+    admin = identity_provider.mint({"org_id": "acme", "org_role": "admin"}, expires_in=600)
+    browser.get(f"{pages[0].origin}/keys.html?base-url={api}")
+    browser.find_element(By.ID, "token").send_keys(admin)
+    browser.find_element(By.ID, "load").click()
+    wait_for(browser, lambda: text_of(browser, "#error") == "" and browser.find_element(By.ID, "keys") is not None)
+    browser.find_element(By.ID, "name").send_keys("CRM, read-only")
+    browser.find_element(By.ID, "create").click()
+    wait_for(browser, lambda: (text_of(browser, "#new-key") or "").startswith("csk_"))
+    key = text_of(browser, "#new-key")
+    url = f"{api}/api/v1/sessions/{SESSION_ID}/chats"
+    assert requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
+    # Loaded afresh, the list shows the key (its name and capability), never the key itself.
+    browser.find_element(By.ID, "load").click()
+    wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#keys tr")) == 1
+             and text_of(browser, "#new-key") == "")
+    assert key not in browser.page_source
+    assert text_of(browser, "#keys tr td:nth-child(1)") == "CRM, read-only"
+    assert text_of(browser, "#keys tr td:nth-child(2)") == "read"
+    browser.find_element(By.CSS_SELECTOR, "#keys tr .revoke").click()
+    wait_for(browser, lambda: text_of(browser, "#keys tr .state") == "revoked")
+    refused = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == "API key has been revoked"
+    assert error_text(browser) == ""
+
+
+def test_the_keys_page_shows_a_403_for_a_token_without_admin(browser, pages, api, keys):
+    browser.get(f"{pages[0].origin}/keys.html?base-url={api}")
+    browser.find_element(By.ID, "token").send_keys(keys["read,send"])
+    browser.find_element(By.ID, "load").click()
+    wait_for(browser, lambda: error_text(browser) != "")
+    assert error_text(browser) == "this token lacks the 'admin' capability"

@@ -1,4 +1,5 @@
 """The `flask --app app` commands (contract §7) and start-up checks (§6)."""
+import datetime
 import json
 import os
 import subprocess
@@ -70,11 +71,29 @@ def test_errors_are_one_line_on_stderr_with_status_1(runner, orgs, args, error):
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", error)
 
 
-@pytest.mark.parametrize("capabilities", ["write", "read,admin", ","])
+@pytest.mark.parametrize("capabilities", ["write", "read,owner", ","])
 def test_unknown_capabilities_are_refused(runner, orgs, capabilities):
     result = runner.invoke(args=["create-api-key", "acme", "--capabilities", capabilities])
     assert (result.exit_code, result.stdout, result.stderr) == (
-        1, "", "Error: --capabilities: use a comma-separated list of read, send, sync\n")
+        1, "", "Error: --capabilities: use a comma-separated list of read, send, sync, admin\n")
+
+
+def test_a_key_may_hold_admin_and_expire(runner, orgs):
+    made = runner.invoke(args=["create-api-key", "acme", "--capabilities", "read,admin", "--name", "ops",
+                               "--expires-in-days", "30"])
+    assert made.exit_code == 0 and made.stdout.startswith("csk_")
+    [line] = [line.split("\t") for line in runner.invoke(args=["list-api-keys", "acme"]).stdout.splitlines()]
+    assert line[1:3] == ["ops", "admin,read"] and line[6].endswith("Z")
+    expires = datetime.datetime.fromisoformat(line[6][:-1])
+    assert abs((expires - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)) - datetime.timedelta(days=30)) < datetime.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "x"])
+def test_a_key_expiring_in_no_time_is_refused(runner, orgs, days):
+    result = runner.invoke(args=["create-api-key", "acme", "--capabilities", "read", "--expires-in-days", days])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1, "", "Error: --expires-in-days: a whole number of days, 1 or more\n")
+    assert runner.invoke(args=["list-api-keys", "acme"]).stdout == ""
 
 
 def test_create_session_with_given_id(runner, orgs):
@@ -88,7 +107,7 @@ def test_list_and_revoke_api_keys_never_show_a_key(runner, orgs, keys):
     lines = [line.split("\t") for line in listed.stdout.splitlines()]
     assert [(line[1], line[2], line[4], line[5]) for line in lines] == [
         ("both", "read,send", "-", "-"), ("reader", "read", "-", "-"), ("sender", "send", "-", "-")]
-    assert all(len(line) == 6 and line[3].endswith("Z") for line in lines)
+    assert all(len(line) == 7 and line[3].endswith("Z") and line[6] == "-" for line in lines)
     for key in keys.values():
         assert key not in listed.stdout and key[4:14] not in listed.stdout
     revoked = runner.invoke(args=["revoke-api-key", lines[1][0]])

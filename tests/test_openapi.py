@@ -7,6 +7,9 @@ OPERATIONS = {
     ("/api/v1/sessions/{sid}/chats", "get"): {"200", "304", "401", "403", "404", "422", "500", "503"},
     ("/api/v1/sessions/{sid}/sync", "post"): {"200", "401", "403", "404", "413", "422", "500", "503"},
     ("/api/v1/sessions/{sid}/changes", "get"): {"200", "304", "401", "403", "404", "410", "422", "500", "503"},
+    ("/api/v1/api-keys", "post"): {"201", "401", "403", "413", "422", "500", "503"},
+    ("/api/v1/api-keys", "get"): {"200", "304", "401", "403", "422", "500", "503"},
+    ("/api/v1/api-keys/{id}", "delete"): {"204", "401", "403", "404", "500", "503"},
     ("/docs", "get"): {"200"},
     ("/metrics", "get"): {"200", "401", "404"},
     ("/healthz", "get"): {"200"},
@@ -29,6 +32,16 @@ def test_every_operation_and_status_is_documented(client):
              for path, item in document["paths"].items()
              for method, operation in item.items() if method != "parameters"}
     assert found == OPERATIONS
+
+
+def test_every_operation_is_tagged_for_a_generated_client(client):
+    document = client.get("/openapi.json").get_json()
+    tags = {(path, method): operation["tags"] for path, item in document["paths"].items()
+            for method, operation in item.items() if method != "parameters"}
+    assert {tag for names in tags.values() for tag in names} == {"chats", "sync", "admin", "operations"}
+    assert all(len(names) == 1 for names in tags.values())
+    assert tags[("/api/v1/api-keys/{id}", "delete")] == ["admin"] and tags[("/healthz", "get")] == ["operations"]
+    assert [tag["name"] for tag in document["tags"]] == ["chats", "sync", "admin", "operations"]
 
 
 def test_schemas_come_from_the_marshmallow_classes(client):

@@ -46,7 +46,7 @@ def test_log_format_must_be_text_or_json(make_app):
 @pytest.mark.parametrize("variable, value, message", [
     ("ROLE_CAPABILITIES", "[1,2", "ROLE_CAPABILITIES: is not valid JSON"),
     ("ROLE_CAPABILITIES", '{"admin": ["write"]}', "ROLE_CAPABILITIES: must be a JSON object of role -> list of "
-                                                 "capabilities among read, send, sync"),
+                                                 "capabilities among read, send, sync, admin"),
     ("JWKS_CACHE_SECONDS", "-5", "JWKS_CACHE_SECONDS: must not be negative, got -5"),
     ("DATABASE_URL", "oracle://db/x", "DATABASE_URL: unknown database scheme 'oracle'; "
                                       "use sqlite:///path, postgresql://… or postgres://…"),

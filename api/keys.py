@@ -1,0 +1,74 @@
+"""The org admin's API keys over HTTP (contract §14): made, listed newest first, revoked.
+
+Every view needs the `admin` capability and works on the caller's own org: another org's key id is
+simply not found. Each is auth -> schema -> store.keys -> schema, like the chats views.
+"""
+from flask import Blueprint
+
+from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListQuerySchema, ApiKeySchema
+from api.conditional import json_response, no_content
+from api.cursors import CursorError, decode_cursor, encode_cursor
+from api.inputs import connect_database, json_object_body, load_or_422, query_or_422, signing_key
+from auth import api_key_digest, current_org, new_api_key, requires
+from errors import not_found, validation_error
+from store import keys
+
+bp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys")
+bp.before_request(connect_database)
+create_schema, list_query_schema = ApiKeyCreateSchema(), ApiKeyListQuerySchema()
+key_schema, created_schema = ApiKeySchema(), ApiKeyCreatedSchema()
+KEY_NOT_FOUND = "API key not found"
+# The largest id a key can have (a 64-bit row id); a longer number is simply not found.
+MAX_KEY_ID = 2 ** 63 - 1
+
+
+@bp.post("")
+@requires("admin", key_first=True)
+def create_api_key():
+    """Make a key of the caller's org; the answer is the only time the key itself is shown."""
+    body = load_or_422(create_schema, json_object_body())
+    key = new_api_key()
+    row = keys.create(current_org(), body["name"], body["capabilities"], api_key_digest(key), body["expiresAt"])
+    response = json_response(created_schema.dump({**row, "key": key}), conditional=False)
+    response.status_code = 201
+    return response
+
+
+@bp.get("")
+@requires("admin", key_first=True)
+def list_api_keys():
+    """A page of the org's keys, newest first, revoked ones included."""
+    org_id = current_org()
+    query = query_or_422(list_query_schema)
+    before_id = _cursor_position(org_id, query.get("cursor"))
+    rows = keys.page(org_id, before_id, query["limit"] + 1)
+    page, more = rows[:query["limit"]], len(rows) > query["limit"]
+    next_cursor = encode_cursor(signing_key(), _scope(org_id), page[-1]["id"], {}) if more else None
+    return json_response({"data": key_schema.dump(page, many=True), "nextCursor": next_cursor})
+
+
+@bp.delete("/<id>")
+@requires("admin", key_first=True)
+def revoke_api_key(id):  # noqa: A002 (the path's parameter, as /openapi.json names it)
+    """Revoke a key of the org, at once for every worker and host; revoking it again changes nothing."""
+    key_id = id
+    if not key_id.isdigit() or int(key_id) > MAX_KEY_ID or not keys.revoke(current_org(), int(key_id)):
+        raise not_found(KEY_NOT_FOUND)
+    return no_content()
+
+
+def _scope(org_id):
+    """What a key list's cursor is signed over: the org's key list, so no other cursor passes for one."""
+    return f"api-keys/{org_id}"
+
+
+def _cursor_position(org_id, cursor):
+    if not cursor:
+        return None
+    try:
+        position, _ = decode_cursor(signing_key(), _scope(org_id), cursor)
+    except CursorError as error:
+        raise validation_error({"cursor": [str(error)]}, "invalid cursor") from None
+    if type(position) is not int or position < 1:
+        raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]}, "invalid cursor")
+    return position
