@@ -36,6 +36,7 @@ clean:
 bench: install-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/fairness.py
 
 # Instructions per request against the floor, under valgrind (deterministic, unlike wrk's req/s).
 .PHONY: instructions
@@ -47,11 +48,12 @@ instructions: install-dev
 soak: install-dev
 	$(BIN)/python bench/soak.py
 
-# Slow and idle clients, and a 200-connection keep-alive mixed load, against the Procfile's gunicorn.
+# Slow and idle clients, a 200-connection keep-alive mixed load, and the noisy-neighbour probe, against the Procfile's gunicorn.
 .PHONY: hostile
 hostile: install-dev
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/fairness.py
 
 .PHONY: fuzz
 FUZZ_SECONDS ?= 180
