@@ -28,6 +28,8 @@ SQLITE_BUSY_SLICE_MS = 5        # how long SQLite itself blocks at a time (see C
 DEFAULT_POOL_SIZE = 10          # connections per worker process (DB_POOL_SIZE)
 POOL_WAIT_SECONDS = 10          # how long a request waits for a free one before failing with 503
 CURSOR_SECRET_SETTING = "cursor_secret"
+# The driver's errors as peewee's, as execute_sql gives them, for statements sent on the driver directly.
+DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 
 
 def bind_database(url, pool_size=DEFAULT_POOL_SIZE):
@@ -121,8 +123,15 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
     """
 
     def execute_read(self, sql, params):
-        """A hot read (store/reads.py): on SQLite simply the statement, whose compiled form sqlite3 keeps."""
-        return self.execute_sql(sql, params)
+        """A hot read (store/reads.py), sent on the request's connection as it is: sqlite3 keeps each text's
+        compiled statement, and execute_sql's layers (a debug log call, query hooks, a cursor made after
+        checking the connection again) cost as much as SQLite's own work for one chat. `connection()` is the
+        request's, opened by the request (with none open, peewee refuses, autoconnect being off), and the
+        driver's errors are peewee's, as execute_sql gives them."""
+        if self.is_closed():
+            return self.execute_sql(sql, params)  # peewee's own refusal: autoconnect is off
+        with DRIVER_ERRORS_AS_PEEWEE:
+            return self.connection().cursor().execute(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -3,6 +3,8 @@
 Like schemas.py, they validate requests, serialise responses and describe the
 two operations in /openapi.json.
 """
+import re
+
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas import ChatImportSchema, ChatSchema, PageSize, check_chat_jid
@@ -11,6 +13,8 @@ MAX_SYNC_ENTRIES = 1000
 DEFAULT_CHANGES_PAGE = 100
 MAX_CHANGES_PAGE = 1000
 CHANGED_BY = ("api", "sync")
+MAX_WAIT_SECONDS = 30
+DIGITS = re.compile(r"[0-9]+")
 
 
 class SyncSchema(Schema):
@@ -61,6 +65,24 @@ class ChangesPageSchema(Schema):
     hasMore = fields.Boolean(required=True, metadata={"description": "More changes are already waiting."})
 
 
+class WaitSeconds(fields.Field):
+    """`wait`: a whole number of seconds, 0..30; empty or missing is 0 (answer at once)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(load_default=0, metadata={
+            "description": f"Seconds (0..{MAX_WAIT_SECONDS}) to hold the request while the page would be empty, "
+                           "answering within a second of the next change; 0 (the default) answers at once.",
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                      {"type": "string", "enum": [""]}]}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "":
+            return 0
+        if not isinstance(value, str) or not DIGITS.fullmatch(value) or int(value) > MAX_WAIT_SECONDS:
+            raise ValidationError(f"must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}")
+        return int(value)
+
+
 class ChangesQuerySchema(Schema):
     """The feed's query string; unknown parameters are ignored."""
 
@@ -72,3 +94,4 @@ class ChangesQuerySchema(Schema):
     limit = PageSize(default=DEFAULT_CHANGES_PAGE, maximum=MAX_CHANGES_PAGE)
     changedBy = fields.String(validate=validate.OneOf(CHANGED_BY), metadata={
         "description": "Only changes whose last write was of this kind; the position still advances past others."})
+    wait = WaitSeconds()

@@ -2,9 +2,12 @@
 
 Each view is auth -> schema -> writes/feed -> schema, like the chats views.
 """
+import time
+
 from flask import Blueprint, current_app
 
 from store import feed
+from store.watch import watcher
 import models
 from store import writes
 from auth import current_owner, requires
@@ -60,6 +63,15 @@ def list_changes(sid):
     if position != START and position < found.head["purged_seq"]:
         raise ApiError(410, GONE_MESSAGE)
     picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
+    deadline = time.monotonic() + query["wait"]
+    while not picked and not has_more and time.monotonic() < deadline:
+        # Every check above is settled; the wait holds no connection (store/watch.py), then reads again.
+        models.database.close()
+        moved = watcher.wait_past(session_id, position, deadline - time.monotonic())
+        connect_database()
+        if moved:
+            found = feed.changes_after(current_owner(), session_id, position, window)
+            picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
     return json_response({"data": [change(row) for row in picked],
                           "nextSince": encode_since(signing_key(), session_id, position), "hasMore": has_more})
 

@@ -3,7 +3,9 @@
 1. Slow clients: 500 connections that send nothing and 500 that trickle a request a byte every 50 ms stay
    open while 50 normal GETs (each on a new connection) are timed: p50, p99, max, failures. The same is tried
    with gunicorn's default sync workers, for comparison (a few GETs, 3 s timeout each).
-2. Mixed load: wrk with 200 keep-alive connections for 20 s, GET one chat / list page / changes page /
+2. Long-polls: 1,000 connections each waiting on the changes feed (`wait=30`, nothing coming) while 50 normal
+   GETs are timed, then one PATCH: how many of the waiting polls answered with it, and how soon.
+3. Mixed load: wrk with 200 keep-alive connections for 20 s, GET one chat / list page / changes page /
    PATCH in a 5:2:2:1 mix (bench/mixed.lua): requests per second, p50, p99, errors.
 
     python bench/hostile.py [--backends sqlite,postgresql] [--seconds 20]
@@ -11,6 +13,7 @@
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,43 @@ def slow_client_run(env, key, worker_class, gets, timeout):
     return latencies, failures, still_open
 
 
+LONG_POLLS = 1000
+
+
+def long_poll_run(env, key, gets):
+    """(GET latencies in ms, failures, polls answered after the PATCH, seconds from the PATCH to the last answer)."""
+    served = Served("app:app", env)
+    base, headers = served.base, {"Authorization": f"Bearer {key}"}
+    try:
+        since = requests.get(f"{base}/api/v1/sessions/{SESSION_ID}/changes", headers=headers, params={"limit": 1000},
+                             timeout=10).json()["nextSince"]
+        request = (f"GET /api/v1/sessions/{SESSION_ID}/changes?since={since}&wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   f"Authorization: Bearer {key}\r\n\r\n").encode()
+        polls = []
+        for _ in range(LONG_POLLS):
+            sock = socket.create_connection(("127.0.0.1", served.port))
+            sock.sendall(request)
+            polls.append(sock)
+        time.sleep(2)
+        latencies, failures = timed_gets(f"{base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", key, gets, 10)
+        patched = time.monotonic()
+        requests.patch(f"{base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", json={"archived": True}, headers=headers,
+                       timeout=10).raise_for_status()
+        answered, last = 0, 0.0
+        for sock in polls:
+            sock.settimeout(max(0.1, patched + 10 - time.monotonic()))
+            try:
+                if sock.recv(12).startswith(b"HTTP/1.1 200"):
+                    answered += 1
+                    last = time.monotonic() - patched
+            except OSError:
+                pass
+            sock.close()
+    finally:
+        served.stop()
+    return latencies, failures, answered, last
+
+
 def percentile(values, fraction):
     if not values:
         return float("nan")
@@ -89,6 +129,10 @@ def bench_backend(backend, url, seconds):
     latencies, failures, _ = slow_client_run(env, key, "sync", 3, 3)
     print(f"the same with gunicorn's sync workers: 3 GETs, {failures} timed out after 3 s"
           + (f", answered ones {', '.join(f'{value:.0f}' for value in latencies)} ms" if latencies else ""))
+    latencies, failures, answered, last = long_poll_run(env, key, NORMAL_GETS)
+    print(f"{LONG_POLLS} long-polls waiting, {NORMAL_GETS} GETs: p50 {statistics.median(latencies):.1f} ms, "
+          f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms, failures {failures}; "
+          f"then one PATCH: {answered} of {LONG_POLLS} polls answered 200, the last {last:.2f} s after it")
     served = Served("app:app", env)
     try:
         rps, p50, p99, errors = drive(f"{served.base}/api/v1/sessions/{SESSION_ID}/chats/{JID}", key, seconds,

@@ -14,14 +14,12 @@ import peewee
 from store import change_order
 import models
 from store import reads
-from models import Chat, ChatTombstone, database
+from models import DRIVER_ERRORS_AS_PEEWEE, Chat, ChatTombstone, database
 from store.sql import execute, rows_as_dicts
 
 API = "api"    # a PATCH
 SYNC = "sync"  # a sync, an import, the demo
 UPSERT_BATCH_SIZE = 1000
-# The driver's errors as peewee's, as execute_sql gives them, for the statements sent on a cursor directly.
-DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 STAGED_BATCH_SIZE = 20_000  # rows per batch on the bulk path (import-chats)
 # The columns a write keeps for itself: the row's identity, its place in the display and change orders.
 BOOKKEEPING = {"id", "session", "jid", "type", "sort_at", "change_seq", "changed_by"}
