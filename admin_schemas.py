@@ -29,6 +29,16 @@ class CapabilityList(fields.List):
         return None if value is None else [part for part in value.split(",") if part]
 
 
+class CapabilitySet(fields.List):
+    """Capabilities given as a list: each one known (an error names its index), none twice."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        capabilities = super()._deserialize(value, attr, data, **kwargs)
+        if len(set(capabilities)) != len(capabilities):
+            raise ValidationError("must not name a capability twice")
+        return capabilities
+
+
 class ApiKeySchema(Schema):
     """An API key as the API shows it: never the key itself, nor its digest (but at creation: ApiKeyCreated)."""
 
@@ -65,16 +75,11 @@ class ApiKeyCreateSchema(Schema):
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX_LENGTH),
                          metadata={"description": "What the key is for, 1 to 100 characters"})
-    capabilities = fields.List(fields.String(validate=validate.OneOf(CAPABILITIES)), required=True,
-                               validate=validate.Length(min=1), metadata={
-                                   "description": "A non-empty set of " + ", ".join(CAPABILITIES) + ", no repeats"})
+    capabilities = CapabilitySet(fields.String(validate=validate.OneOf(CAPABILITIES)), required=True,
+                                 validate=validate.Length(min=1), metadata={
+                                   "uniqueItems": True, "description": "A non-empty set of " + ", ".join(CAPABILITIES) + ", no repeats"})
     expiresAt = StrictInteger(allow_none=True, load_default=None, metadata={
         "description": "Unix epoch milliseconds in the future, or null (the default) for a key that never expires"})
-
-    @validates("capabilities")
-    def check_no_repeats(self, value, **kwargs):
-        if len(set(value)) != len(value):
-            raise ValidationError("must not name a capability twice")
 
     @validates("expiresAt")
     def check_future(self, value, **kwargs):

@@ -124,6 +124,8 @@ def test_an_expired_key_is_401_saying_so(client, admins):
     ({"name": "crm", "capabilities": "read"}, {"capabilities": ["Not a valid list."]}),
     ({"name": "crm", "capabilities": ["read", "read"]}, {"capabilities": ["must not name a capability twice"]}),
     ({"name": "crm", "capabilities": ["root"]}, {"capabilities": {"0": ["Must be one of: read, send, sync, admin."]}}),
+    ({"name": "crm", "capabilities": ["read", "read", "root"]},
+     {"capabilities": {"2": ["Must be one of: read, send, sync, admin."]}}),
     ({"name": "crm", "capabilities": ["read"], "expiresAt": 1}, {"expiresAt": [
         "must be Unix epoch milliseconds in the future, or null"]}),
     ({"name": "crm", "capabilities": ["read"], "expiresAt": "2030"}, {"expiresAt": ["must be a JSON integer"]}),
