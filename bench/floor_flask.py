@@ -15,6 +15,7 @@ from flask import Flask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from store.pages import chat_page_sql  # noqa: E402  (the page's SQL text only; nothing of the app runs here)
+from store.sql import driver_text  # noqa: E402
 
 COLUMNS = ("id", "jid", "session_id", "type", "name", "last_message_at", "unread_count", "archived", "pinned",
            "muted_until")
@@ -65,7 +66,7 @@ def list_chats(sid):
     sql, params = chat_page_sql(sid, {}, None, PAGE_SIZE + 1, bounded=PLACEHOLDER == "%s")
     with connection() as conn:
         cursor = conn.cursor()
-        cursor.execute(sql.format(p=PLACEHOLDER), params)
+        cursor.execute(driver_text(sql, postgresql=PLACEHOLDER == "%s"), params)
         names = [column[0] for column in cursor.description]
         rows = cursor.fetchall()
     return {"data": [dict(zip(names, row)) for row in rows[:PAGE_SIZE]], "nextCursor": None}
