@@ -2,11 +2,13 @@
 import time
 
 import pytest
+import requests
 
 import models
 from auth import api_key_digest
 from cli import issue_api_key
-from conftest import SESSION_ID, add_chats, chat_url, error_body
+from conftest import SESSION_ID, add_chats, app_environ, chat_url, error_body
+from serving import Gunicorn
 
 KEYS_URL = "/api/v1/api-keys"
 JID = "1@s.whatsapp.net"
@@ -171,3 +173,37 @@ def test_the_list_pages_newest_first_with_a_signed_cursor(client, admins):
     # Another org's list does not take acme's cursor.
     response = client.get(KEYS_URL, query_string={"cursor": second}, headers=admins["globex"])
     assert response.status_code == 422
+
+
+def test_served_keys_are_minted_revoked_and_expire_in_every_worker(database_url, identity_provider, orgs,
+                                                                   tmp_path):
+    """Through gunicorn with 4 workers: a key minted by one worker works on all; revoked or expired, every worker
+    refuses its very next request."""
+    add_chats(SESSION_ID, {"jid": JID})
+    served = Gunicorn(app_environ(database_url, identity_provider), tmp_path / "gunicorn.log", workers=4)
+    admin = {"Authorization": "Bearer " + identity_provider.mint({"org_id": "acme", "org_role": "owner"})}
+    url = served.base + chat_url(SESSION_ID, JID)
+    try:
+        expires_at = int(time.time() * 1000) + 3000
+        made = [requests.post(served.base + KEYS_URL, json={"name": name, "capabilities": ["read"], **extra},
+                              headers=admin, timeout=10) for name, extra in (("live", {}), ("brief", {
+                                  "expiresAt": expires_at}))]
+        assert [response.status_code for response in made] == [201, 201]
+        live, brief = ({"Authorization": f"Bearer {response.json()['key']}"} for response in made)
+        with requests.Session() as client:  # a new connection each time: the workers take turns
+            assert {requests.get(url, headers=live, timeout=10).status_code for _ in range(12)} == {200}
+            revoked = requests.delete(f"{served.base}{KEYS_URL}/{made[0].json()['id']}", headers=admin, timeout=10)
+            assert revoked.status_code == 204
+            refused = [requests.get(url, headers=live, timeout=10) for _ in range(12)]
+            assert {(response.status_code, response.json()["error"]["message"]) for response in refused} == {
+                (401, "API key has been revoked")}
+            time.sleep(max(0, expires_at / 1000 - time.time()) + 0.1)
+            expired = [requests.get(url, headers=brief, timeout=10) for _ in range(12)]
+            assert {(response.status_code, response.json()["error"]["message"]) for response in expired} == {
+                (401, "API key has expired")}
+            listed = client.get(served.base + KEYS_URL, headers=admin, timeout=10).json()["data"]
+            assert [key["name"] for key in listed] == ["brief", "live"] and listed[1]["revokedAt"] is not None
+    finally:
+        log = served.stop()
+    assert "Traceback" not in log
+    assert all(response.json()["key"] not in log for response in made)
