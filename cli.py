@@ -19,14 +19,13 @@ from marshmallow import ValidationError
 from peewee import DatabaseError, IntegrityError
 from ulid import ULID
 
-from store import feed
 import models
-from store import keys, writes
+from api.lines import load_line
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
-from api.lines import load_line
-from store.read_ahead import read_ahead
 from schemas import is_ulid
+from store import feed, keys, writes
+from store.read_ahead import read_ahead
 
 DEMO_ORG_ID = "demo"
 DEMO_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"

@@ -9,10 +9,9 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
-from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField,
-                    DatabaseProxy, DateTimeField, ForeignKeyField, IntegerField, Model,
-                    InterfaceError, OperationalError, TextField)
 import peewee
+from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, DatabaseProxy, DateTimeField,
+                    ForeignKeyField, IntegerField, InterfaceError, Model, OperationalError, TextField)
 from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase

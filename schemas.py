@@ -7,8 +7,7 @@ import operator
 import re
 import time
 
-from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load,
-                         validate, validates_schema)
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 INT64_MAX = 2 ** 63 - 1
 MUTE_FOREVER = -1

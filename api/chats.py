@@ -1,16 +1,14 @@
 """The chats blueprint: three thin views, each auth -> schema -> model -> schema."""
 from flask import Blueprint, current_app
 
-from store import pages
-from store import reads
-from store import writes
-from auth import current_owner, requires
-from api.cursors import CursorError, decode_cursor, encode_cursor
-from errors import ApiError, not_found, validation_error
 from api.conditional import check_if_match, if_match_guard, json_response
+from api.cursors import CursorError, decode_cursor, encode_cursor
 from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
-                    session_id_or_404, signing_key)
+                        session_id_or_404, signing_key)
+from auth import current_owner, requires
+from errors import ApiError, not_found, validation_error
 from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
+from store import pages, reads, writes
 
 bp = Blueprint("chats", __name__, url_prefix="/api/v1/sessions/<sid>/chats")
 dump_chat = compiled_dumper(ChatSchema())

@@ -6,18 +6,17 @@ import time
 
 from flask import Blueprint, current_app
 
-from store import feed
-from store.watch import watcher
 import models
-from store import writes
-from auth import current_owner, requires
 from api.chats import dump_chat, owned_session_or_404
-from api.cursors import CursorError, decode_since, encode_since
-from errors import ApiError, not_found, validation_error
 from api.conditional import json_response
+from api.cursors import CursorError, decode_since, encode_since
 from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
-                    session_id_or_404, signing_key)
+                        session_id_or_404, signing_key)
 from api.lines import load_sync_body
+from auth import current_owner, requires
+from errors import ApiError, not_found, validation_error
+from store import feed, writes
+from store.watch import watcher
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")

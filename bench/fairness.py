@@ -17,7 +17,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -26,7 +25,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests")]
 
-from hostile import JID, SESSION_ID, percentile, seed  # noqa: E402
+from hostile import JID, SESSION_ID, percentile, scratch_database, seed  # noqa: E402
 from run import Served, UNITS  # noqa: E402
 
 PERCENTILES = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -103,14 +102,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
     for backend in args.backends.split(","):
-        if backend == "sqlite":
-            url = f"sqlite:///{tempfile.mkdtemp(prefix='chatstore-fairness-')}/fairness.db"
-        else:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "chatstore_fairness"],
-                           check=True)
-            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "chatstore_fairness"], check=True)
-            url = "postgresql://postgres@127.0.0.1:5432/chatstore_fairness"
-        bench_backend(backend, url, args.seconds)
+        bench_backend(backend, scratch_database(backend, "fairness"), args.seconds)
 
 
 if __name__ == "__main__":

@@ -143,20 +143,24 @@ def bench_backend(backend, url, seconds):
           f"{rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, non-2xx {errors}")
 
 
+def scratch_database(backend, name):
+    """The URL of an empty database of its own for a run: a new SQLite file, or PostgreSQL's `chatstore_<name>`
+    dropped and made again."""
+    if backend == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix=f'chatstore-{name}-')}/{name}.db"
+    database = f"chatstore_{name}"
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", database], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", database], check=True)
+    return f"postgresql://postgres@127.0.0.1:5432/{database}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
     for backend in args.backends.split(","):
-        if backend == "sqlite":
-            url = f"sqlite:///{tempfile.mkdtemp(prefix='chatstore-hostile-')}/hostile.db"
-        else:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "chatstore_hostile"],
-                           check=True)
-            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "chatstore_hostile"], check=True)
-            url = "postgresql://postgres@127.0.0.1:5432/chatstore_hostile"
-        bench_backend(backend, url, args.seconds)
+        bench_backend(backend, scratch_database(backend, "hostile"), args.seconds)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ import time
 
 from flask import g, request
 
-from observability import logs
-from observability import metrics
-from observability import request_ids
+from observability import logs, metrics, request_ids
 
 
 def begin_request():

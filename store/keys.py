@@ -4,7 +4,6 @@ digest); a key, once made, is never read back."""
 from models import ApiKey, Org, database, now_utc
 
 
-
 def capabilities_text(capabilities):
     """How a key's capabilities are stored: sorted and comma-joined, as reads.key_may compares them."""
     return ",".join(sorted(set(capabilities)))
@@ -22,7 +21,7 @@ def create(org_id, name, capabilities, digest, expires_at=None):
 
 def find(org_id, key_id):
     """The org's key with this id, as a dict, or None (another org's key is not found either)."""
-    return (ApiKey.select().where(ApiKey.id == key_id, ApiKey.org == org_id).dicts().first())
+    return ApiKey.select().where(ApiKey.id == key_id, ApiKey.org == org_id).dicts().first()
 
 
 def page(org_id, before_id, limit):

@@ -9,8 +9,8 @@ import operator
 
 from models import Chat, on_postgresql
 from schemas import MAX_PAGE_SIZE
-from store.reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, gated_text, head_and_rows,
-                         head_columns, head_source, key_row, owned_session, row_columns)
+from store.reads import (CHAT_COLUMNS, CHAT_FIELDS, KEY_FIELDS, SESSION_FIELDS, gated_text, head_and_rows, head_columns,
+                         head_source, key_row, owned_session, row_columns)
 from store.sql import execute_read, nulls
 
 FILTERS = ("archived", "pinned", "type")  # each a column of the chat, compared with a parameter of its name

@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 
-from store import change_order
 import models
-from store import reads
 from models import DRIVER_ERRORS_AS_PEEWEE, Chat, ChatTombstone, database
+from store import change_order, reads
 from store.sql import execute, rows_as_dicts
 
 API = "api"    # a PATCH
