@@ -68,6 +68,15 @@ def post_request(worker, req, environ, resp):
         gevent.sleep(FAIR_TURN_SECONDS)
 
 
+def post_worker_init(worker):
+    """A graceful stop (TERM, or a reload's old workers) ends every long-poll of this worker at once, with the
+    empty page it would have answered at its deadline: a wait of up to 30 s would otherwise hold the stop past
+    the platform's grace period. `worker.alive` is what gunicorn itself clears to stop the worker."""
+    from store.watch import watcher
+
+    watcher.stop_when(lambda: not worker.alive)
+
+
 def on_starting(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)

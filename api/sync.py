@@ -63,7 +63,7 @@ def list_changes(sid):
         raise ApiError(410, GONE_MESSAGE)
     picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
     deadline = time.monotonic() + query["wait"]
-    while not picked and not has_more and time.monotonic() < deadline:
+    while not picked and not has_more and time.monotonic() < deadline and not watcher.stopping():
         # Every check above is settled; the wait holds no connection (store/watch.py), then reads again.
         models.database.close()
         moved = watcher.wait_past(session_id, position, deadline - time.monotonic())

@@ -47,11 +47,19 @@ class ChangeWatcher:
         self.lock = threading.Lock()
         self.waiting = {}  # session id -> list of (position, Event)
         self.process_id = None  # the process whose thread runs: a forked worker starts its own
+        self.stopping = lambda: False  # the server's word that this process is shutting down (stop_when)
+
+    def stop_when(self, stopping):
+        """`stopping()` true: the server is shutting this process down, so every wait ends at once (an empty
+        page is a true answer) instead of holding the shutdown for up to 30 s."""
+        self.stopping = stopping
 
     def wait_past(self, session_id, position, timeout):
         """Block until the session's change order moves past `position`, or `timeout` seconds pass; whether it
         moved."""
         waiter = (position, threading.Event())
+        if self.stopping():
+            return False
         with self.lock:
             self.waiting.setdefault(session_id, []).append(waiter)
             self._ensure_running()
@@ -77,6 +85,9 @@ class ChangeWatcher:
                 sessions = list(self.waiting)
             if not sessions:
                 continue
+            if self.stopping():
+                self._wake_all()
+                continue
             try:
                 latest = self._latest(sessions)
             except Exception as error:  # the database away: waiters time out, and the next turn tries again
@@ -87,6 +98,12 @@ class ChangeWatcher:
                     for position, event in waiters:
                         if latest.get(session_id, 0) > position:
                             event.set()
+
+    def _wake_all(self):
+        with self.lock:
+            for waiters in self.waiting.values():
+                for _, event in waiters:
+                    event.set()
 
     def _latest(self, sessions):
         # connect and close rather than connection_context: see app.readyz.

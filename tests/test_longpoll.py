@@ -129,3 +129,31 @@ def test_waiting_polls_hold_no_connection_and_any_worker_wakes_them(database_url
     finally:
         log = served.stop()
     assert "Traceback" not in log
+
+
+def test_a_stop_answers_the_waiting_polls_at_once(database_url, identity_provider, keys, orgs, tmp_path):
+    """TERM: every waiting poll is answered at once (its empty page, a true answer), rather than holding the stop
+    for the polls' 30 s; gunicorn then exits (an idle keep-alive connection may hold a worker its 5 s)."""
+    served = Gunicorn(app_environ(database_url, identity_provider), tmp_path / "gunicorn.log", workers=2)
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+    since = requests.get(served.base + CHANGES, headers=headers, timeout=10).json()["nextSince"]
+    answers = []
+
+    def poll():
+        response = requests.get(served.base + CHANGES, params={"since": since, "wait": 30}, headers=headers,
+                                timeout=40)
+        answers.append((response.status_code, response.json(), time.monotonic()))
+    polls = [threading.Thread(target=poll) for _ in range(10)]
+    for thread in polls:
+        thread.start()
+    time.sleep(1.5)
+    stopped = time.monotonic()
+    served.process.terminate()
+    for thread in polls:
+        thread.join(10)
+    served.process.wait(timeout=15)
+    assert time.monotonic() - stopped < 10
+    assert [(status, body) for status, body, _ in answers] == [
+        (200, {"data": [], "nextSince": since, "hasMore": False})] * 10
+    assert max(answered for _, _, answered in answers) - stopped < 2
+    assert "Traceback" not in served.stop()
