@@ -23,10 +23,11 @@ class EpochMillis(fields.Integer):
 
 
 class CapabilityList(fields.List):
-    """A key's capabilities: stored as text ("read,send"), given as a list."""
+    """A key's capabilities: stored as sorted text ("admin,read"), given as a list in the API's own order
+    (read, send, sync, admin), whatever order they were granted in."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else [part for part in value.split(",") if part]
+        return None if value is None else [capability for capability in CAPABILITIES if capability in value.split(",")]
 
 
 class CapabilitySet(fields.List):
@@ -75,9 +76,9 @@ class ApiKeyCreateSchema(Schema):
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX_LENGTH),
                          metadata={"description": "What the key is for, 1 to 100 characters"})
-    capabilities = CapabilitySet(fields.String(validate=validate.OneOf(CAPABILITIES)), required=True,
-                                 validate=validate.Length(min=1), metadata={
-                                   "uniqueItems": True, "description": "A non-empty set of " + ", ".join(CAPABILITIES) + ", no repeats"})
+    capabilities = CapabilitySet(
+        fields.String(validate=validate.OneOf(CAPABILITIES)), required=True, validate=validate.Length(min=1),
+        metadata={"uniqueItems": True, "description": f"A non-empty set of {', '.join(CAPABILITIES)}, no repeats"})
     expiresAt = StrictInteger(allow_none=True, load_default=None, metadata={
         "description": "Unix epoch milliseconds in the future, or null (the default) for a key that never expires"})
 

@@ -23,21 +23,28 @@ def caught_up(client, headers, **query):
 def test_a_wait_outside_0_to_30_seconds_is_422_naming_it(client, headers, orgs, wait):
     response = client.get(CHANGES, query_string={"wait": wait}, headers=headers)
     assert response.status_code == 422
-    assert response.get_json()["error"]["details"] == {"wait": ["must be a whole number of seconds from 0 to 30"]}
+    assert response.get_json() == error_body("validation_error", "invalid wait",
+                                             {"wait": ["must be a whole number of seconds from 0 to 30"]})
 
 
 def test_refusals_come_at_once_whatever_the_wait(client, tokens, orgs):
     cases = [
-        ({}, CHANGES, 401),
-        ({"Authorization": f"Bearer {tokens['send']}"}, CHANGES, 403),
-        ({"Authorization": f"Bearer {tokens['read']}"}, f"/api/v1/sessions/{OTHER_SESSION_ID}/changes", 404),
-        ({"Authorization": f"Bearer {tokens['read']}"}, CHANGES, 422),
+        ({}, CHANGES, {}, error_body("unauthorized",
+                                     "missing Authorization header; send Authorization: Bearer <token>")),
+        ({"Authorization": f"Bearer {tokens['send']}"}, CHANGES, {},
+         error_body("forbidden", "this token lacks the 'read' capability")),
+        ({"Authorization": f"Bearer {tokens['read']}"}, f"/api/v1/sessions/{OTHER_SESSION_ID}/changes", {},
+         error_body("not_found", "session not found")),
+        ({"Authorization": f"Bearer {tokens['read']}"}, CHANGES, {"since": "garbage"},
+         error_body("validation_error", "invalid since",
+                    {"since": ["since was not issued by this server for this session's changes"]})),
     ]
-    for headers, url, status in cases:
+    for headers, url, query, body in cases:
         started = time.monotonic()
-        query = {"wait": 30, **({"since": "garbage"} if status == 422 else {})}
-        response = client.get(url, query_string=query, headers=headers)
-        assert response.status_code == status, (url, response.get_json())
+        response = client.get(url, query_string={"wait": 30, **query}, headers=headers)
+        assert response.get_json() == body, url
+        assert response.status_code == {"unauthorized": 401, "forbidden": 403, "not_found": 404,
+                                         "validation_error": 422}[body["error"]["code"]]
         assert time.monotonic() - started < 1, url
 
 
