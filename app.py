@@ -3,10 +3,11 @@ import logging
 import sys
 
 from flask import Flask, current_app
+from peewee import DatabaseError
 
 import cli
 import models
-from api import chats, docs, keys, sync
+from api import chats, docs, keys, sync, webhooks
 from api.cors import enable_cors
 from api.json_provider import OrjsonProvider
 from api.openapi import build_openapi
@@ -17,6 +18,8 @@ from jwks import JwksCache
 from observability import metrics
 from observability.hooks import begin_request, finish_request
 from observability.logs import configure_logging
+from push import registry
+from push.signing import UnreadableSecret
 
 log = logging.getLogger("chatstore")
 
@@ -32,6 +35,8 @@ def create_app(environ=None):
     app.json = OrjsonProvider(app)
     configure_logging(config.log_level, config.log_format)
     models.bind_database(config.database_url, config.db_pool_size)
+    if config.webhook_secrets_key is not None:
+        _check_webhook_secrets(config.webhook_secrets_key)
     if config.jwks_url:
         app.extensions["jwks"] = JwksCache(config.jwks_url, config.jwks_timeout_seconds,
                                            config.jwks_cache_seconds, config.jwks_min_refetch_seconds)
@@ -40,6 +45,7 @@ def create_app(environ=None):
     app.register_blueprint(chats.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(keys.bp)
+    app.register_blueprint(webhooks.bp)
     app.teardown_request(close_database)
     app.before_request(begin_request)
     app.after_request(finish_request)
@@ -53,6 +59,21 @@ def create_app(environ=None):
     enable_cors(app, config.cors_origins)  # last: it reads every route's methods
     cli.register(app)
     return app
+
+
+def _check_webhook_secrets(secrets_key):
+    """Start-up stops (ConfigError) when stored webhook secrets can't be opened with WEBHOOK_SECRETS_KEY; a
+    database not answering yet is not a reason to (readyz says so instead). The connection is closed, not kept
+    in the pool: gunicorn forks its workers after this (preload), and they must share none."""
+    try:
+        with models.database.connection_context():
+            registry.check_secrets_readable(secrets_key)
+    except UnreadableSecret as error:
+        raise ConfigError("WEBHOOK_SECRETS_KEY", str(error)) from None
+    except DatabaseError:
+        pass
+    finally:
+        models.database.obj.close_all()
 
 
 def close_database(exc):

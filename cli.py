@@ -23,6 +23,8 @@ import models
 from api.lines import load_line
 from auth import api_key_digest, new_api_key
 from config import CAPABILITIES
+from push import commands as webhook_commands
+from push.commands import existing_org
 from schemas import is_ulid
 from store import feed, keys, writes
 from store.read_ahead import read_ahead
@@ -33,7 +35,7 @@ DEMO_CHAT_COUNT = 1000
 
 
 def register(app):
-    for command in COMMANDS:
+    for command in COMMANDS + webhook_commands.COMMANDS:
         app.cli.add_command(command)
 
 
@@ -76,11 +78,6 @@ def create_org(name, org_id):
     click.echo(org_id)
 
 
-def _existing_org(org_id):
-    if not models.Org.select().where(models.Org.id == org_id).exists():
-        raise click.ClickException(f"no org {org_id!r}")
-
-
 @click.command("create-session")
 @click.argument("org_id")
 @click.option("--name", help="a label for the attached number")
@@ -92,7 +89,7 @@ def create_session(org_id, name, phone, session_id):
     if not is_ulid(session_id):
         raise click.ClickException(f"--id {session_id!r} is not a ULID")
     with models.database.connection_context():
-        _existing_org(org_id)
+        existing_org(org_id)
         try:
             with models.database.atomic():
                 models.Session.create(id=session_id, org=org_id, name=name, phone=phone)
@@ -133,7 +130,7 @@ def create_api_key(org_id, capabilities, name, expires_in_days):
     capabilities = _capabilities(capabilities)
     expires_at = None if expires_in_days is None else _expiry(expires_in_days)
     with models.database.connection_context():
-        _existing_org(org_id)
+        existing_org(org_id)
         key = issue_api_key(org_id, capabilities, name, expires_at)
     click.echo(key)
 
@@ -143,7 +140,7 @@ def create_api_key(org_id, capabilities, name, expires_in_days):
 def list_api_keys(org_id):
     """A tab-separated line per key: id, name, capabilities, created, last used, revoked, expires."""
     with models.database.connection_context():
-        _existing_org(org_id)
+        existing_org(org_id)
         for key in reversed(keys.page(org_id, None, None)):
             expires = "-" if key["expires_at"] is None else _iso(
                 datetime.datetime.fromtimestamp(key["expires_at"] / 1000, datetime.timezone.utc).replace(tzinfo=None))

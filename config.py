@@ -4,6 +4,7 @@ Every setting of the contract's §6 lives here. A bad value raises ConfigError
 naming the variable, so start-up stops with one line instead of failing at the
 first request.
 """
+import base64
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ DEFAULT_ROLE_CAPABILITIES = {
 }
 # `admin`: the organization's own API keys (and webhooks) over HTTP.
 CAPABILITIES = ("read", "send", "sync", "admin")
+# A webhook batch is read from a window of the change order this size at most (the feed's largest page).
+MAX_WEBHOOK_BATCH_SIZE = 1000
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # HMAC algorithms are never accepted for login tokens, whatever the setting.
@@ -59,6 +62,12 @@ class Config:
     cors_origins: tuple = ()
     metrics_token: str | None = None
     db_pool_size: int = 10
+    webhook_batch_size: int = 100
+    webhook_timeout_seconds: float = 10
+    webhook_retry_hours: float = 72
+    webhook_log_retention_days: int = 7
+    webhook_allow_private_targets: bool = False
+    webhook_secrets_key: str | None = None
 
 
 def _optional(environ, name):
@@ -173,6 +182,34 @@ def _cors_origins(environ):
     return origins
 
 
+def _flag(environ, name):
+    raw = (_optional(environ, name) or "0").lower()
+    if raw not in ("0", "1", "true", "false"):
+        raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true")
+
+
+def _batch_size(environ):
+    size = _positive_int(environ, "WEBHOOK_BATCH_SIZE", Config.webhook_batch_size)
+    if size > MAX_WEBHOOK_BATCH_SIZE:
+        raise ConfigError("WEBHOOK_BATCH_SIZE", f"must be at most {MAX_WEBHOOK_BATCH_SIZE}, got {size}")
+    return size
+
+
+def _fernet_key(environ):
+    """WEBHOOK_SECRETS_KEY: a Fernet key, 32 bytes in URL-safe base64 (push/signing.py says how to make one)."""
+    key = _optional(environ, "WEBHOOK_SECRETS_KEY")
+    if key is not None:
+        try:
+            if len(base64.urlsafe_b64decode(key.encode("ascii"))) != 32:
+                raise ValueError
+        except (ValueError, UnicodeEncodeError):  # binascii.Error is a ValueError
+            raise ConfigError("WEBHOOK_SECRETS_KEY", "must be a Fernet key: 32 bytes in URL-safe base64, as "
+                              "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+                              ".decode())'` prints") from None
+    return key
+
+
 def load_config(environ=None):
     """Build the Config from the environment, or raise ConfigError."""
     environ = os.environ if environ is None else environ
@@ -203,4 +240,11 @@ def load_config(environ=None):
         cors_origins=_cors_origins(environ),
         metrics_token=_optional(environ, "METRICS_TOKEN"),
         db_pool_size=_positive_int(environ, "DB_POOL_SIZE", Config.db_pool_size),
+        webhook_batch_size=_batch_size(environ),
+        webhook_timeout_seconds=_positive_number(environ, "WEBHOOK_TIMEOUT_SECONDS", Config.webhook_timeout_seconds),
+        webhook_retry_hours=_positive_number(environ, "WEBHOOK_RETRY_HOURS", Config.webhook_retry_hours),
+        webhook_log_retention_days=_positive_int(environ, "WEBHOOK_LOG_RETENTION_DAYS",
+                                                 Config.webhook_log_retention_days),
+        webhook_allow_private_targets=_flag(environ, "WEBHOOK_ALLOW_PRIVATE_TARGETS"),
+        webhook_secrets_key=_fernet_key(environ),
     )

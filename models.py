@@ -232,6 +232,63 @@ class ChatTombstone(BaseModel):
     deleted_at = DateTimeField(default=now_utc)
 
 
+class Webhook(BaseModel):
+    """An org's endpoint (contract §13): where its sessions' changes are POSTed. Times in epoch milliseconds."""
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    url = TextField()
+    description = TextField(null=True)
+    sessions = TextField(null=True)  # a JSON list of session ids; null: every session of the org
+    changed_by = CharField(max_length=4, null=True)  # only changes of this kind; null: all
+    enabled = BooleanField(default=True)
+    disabled_reason = TextField(null=True)
+    # "whsec_…", sealed with WEBHOOK_SECRETS_KEY when it is set (push/signing.py); the one before a rotation
+    # keeps signing beside it until previous_secret_until.
+    secret = TextField()
+    previous_secret = TextField(null=True)
+    previous_secret_until = BigIntegerField(null=True)
+    created_at = BigIntegerField()
+
+
+class WebhookStream(BaseModel):
+    """One endpoint's delivery of one session's changes: delivered up to `position`; the batch in flight, fixed
+    once attempted (`message_id`, `body`, up to `batch_end`); its retries; who holds it (a lease)."""
+    webhook = ForeignKeyField(Webhook, on_delete="CASCADE", index=False)
+    session = ForeignKeyField(Session, on_delete="CASCADE")
+    position = BigIntegerField()
+    message_id = CharField(max_length=40, null=True)
+    body = TextField(null=True)
+    batch_end = BigIntegerField(null=True)
+    attempts = IntegerField(default=0)
+    failing_since = BigIntegerField(null=True)
+    next_attempt_at = BigIntegerField(default=0)
+    lease_token = CharField(max_length=40, null=True)
+    lease_until = BigIntegerField(null=True)
+    # When the delivery process first saw a change here not yet delivered (the metric's oldest age).
+    behind_since = BigIntegerField(null=True)
+
+    class Meta:
+        indexes = ((("webhook", "session"), True),)
+
+
+class WebhookDelivery(BaseModel):
+    """One attempt, kept WEBHOOK_LOG_RETENTION_DAYS."""
+    webhook = ForeignKeyField(Webhook, on_delete="CASCADE", index=False)
+    message_id = CharField(max_length=40)
+    session_id = CharField(max_length=26)
+    attempt = IntegerField()
+    status = IntegerField(null=True)
+    error = TextField(null=True)
+    duration_ms = IntegerField()
+    at = BigIntegerField()
+    next_attempt_at = BigIntegerField(null=True)
+
+
+class WebhookAttemptCount(BaseModel):
+    """Attempts by outcome, across every delivery process (served by /metrics)."""
+    outcome = CharField(primary_key=True, max_length=32)
+    count = BigIntegerField(default=0)
+
+
 class Setting(BaseModel):
     name = CharField(primary_key=True, max_length=64)
     value = TextField()

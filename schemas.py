@@ -155,6 +155,10 @@ def compiled_dumper(schema, columns=None):
     return dump
 
 
+# A stored chat (a row by column name) as the API gives it.
+dump_chat = compiled_dumper(ChatSchema())
+
+
 class ChatPageSchema(Schema):
     data = fields.List(fields.Nested(ChatSchema), required=True)
     nextCursor = fields.String(required=True, allow_none=True)

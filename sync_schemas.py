@@ -7,7 +7,7 @@ import re
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas import ChatImportSchema, ChatSchema, PageSize, check_chat_jid
+from schemas import ChatImportSchema, ChatSchema, PageSize, check_chat_jid, dump_chat
 
 MAX_SYNC_ENTRIES = 1000
 DEFAULT_CHANGES_PAGE = 100
@@ -95,3 +95,10 @@ class ChangesQuerySchema(Schema):
     changedBy = fields.String(validate=validate.OneOf(CHANGED_BY), metadata={
         "description": "Only changes whose last write was of this kind; the position still advances past others."})
     wait = WaitSeconds()
+
+
+def dump_change(row):
+    """A Change of a row of the change order (store.feed): the feed's page and a webhook's batch alike."""
+    deleted = bool(row["deleted"])
+    return {"jid": row["jid"], "deleted": deleted, "changedBy": row["changed_by"],
+            "chat": None if deleted else dump_chat(row)}

@@ -7,11 +7,11 @@ from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, l
                         session_id_or_404, signing_key)
 from auth import current_owner, requires
 from errors import ApiError, not_found, validation_error
-from schemas import ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper
+from schemas import (ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper,
+                     dump_chat)
 from store import pages, reads, writes
 
 bp = Blueprint("chats", __name__, url_prefix="/api/v1/sessions/<sid>/chats")
-dump_chat = compiled_dumper(ChatSchema())
 dump_page_row = compiled_dumper(ChatSchema(), pages.ROW_COLUMNS)
 patch_schema = ChatPatchSchema()
 list_query_schema = ChatListQuerySchema()

@@ -1,6 +1,6 @@
 """What the API views take from a request: the session id, a JSON body, a query, the signing key.
 
-Shared by the chats and the sync blueprints, so both read input the same way
+Shared by every blueprint, so all read input the same way
 and refuse it with the same errors.
 """
 import functools
@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import models
+from api.cursors import CursorError, decode_cursor, encode_cursor
 from errors import not_found, validation_error
 from schemas import is_ulid
 
@@ -97,3 +98,22 @@ def signing_key():
             raise RuntimeError("no cursor key: set SECRET_KEY or run `flask --app app init-db`")
         key = current_app.config["CURSOR_KEY"] = key.encode()
     return key
+
+
+def listing_cursor(scope, position):
+    """The next page's cursor of an admin listing (keys, webhooks, attempts): the last row's id, signed over
+    the listing's scope, so no other cursor passes for one."""
+    return encode_cursor(signing_key(), scope, position, {})
+
+
+def listing_position(scope, cursor):
+    """The row id an admin listing's cursor stands for, None without one; 422 naming `cursor` otherwise."""
+    if not cursor:
+        return None
+    try:
+        position, _ = decode_cursor(signing_key(), scope, cursor)
+    except CursorError as error:
+        raise validation_error({"cursor": [str(error)]}, "invalid cursor") from None
+    if type(position) is not int or position < 1:
+        raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]}, "invalid cursor")
+    return position

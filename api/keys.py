@@ -5,17 +5,16 @@ simply not found. Each is auth -> schema -> store.keys -> schema, like the chats
 """
 from flask import Blueprint
 
-from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListQuerySchema, ApiKeySchema
+from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeySchema, ListQuerySchema
 from api.conditional import json_response, no_content
-from api.cursors import CursorError, decode_cursor, encode_cursor
-from api.inputs import connect_database, json_object_body, load_or_422, query_or_422, signing_key
+from api.inputs import connect_database, json_object_body, listing_cursor, listing_position, load_or_422, query_or_422
 from auth import api_key_digest, current_org, new_api_key, requires
-from errors import not_found, validation_error
+from errors import not_found
 from store import keys
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys")
 bp.before_request(connect_database)
-create_schema, list_query_schema = ApiKeyCreateSchema(), ApiKeyListQuerySchema()
+create_schema, list_query_schema = ApiKeyCreateSchema(), ListQuerySchema()
 key_schema, created_schema = ApiKeySchema(), ApiKeyCreatedSchema()
 KEY_NOT_FOUND = "API key not found"
 # The largest id a key can have (a 64-bit row id); a longer number is simply not found.
@@ -40,10 +39,10 @@ def list_api_keys():
     """A page of the org's keys, newest first, revoked ones included."""
     org_id = current_org()
     query = query_or_422(list_query_schema)
-    before_id = _cursor_position(org_id, query.get("cursor"))
+    before_id = listing_position(_scope(org_id), query.get("cursor"))
     rows = keys.page(org_id, before_id, query["limit"] + 1)
     page, more = rows[:query["limit"]], len(rows) > query["limit"]
-    next_cursor = encode_cursor(signing_key(), _scope(org_id), page[-1]["id"], {}) if more else None
+    next_cursor = listing_cursor(_scope(org_id), page[-1]["id"]) if more else None
     return json_response({"data": key_schema.dump(page, many=True), "nextCursor": next_cursor})
 
 
@@ -60,15 +59,3 @@ def revoke_api_key(id):  # noqa: A002 (the path's parameter, as /openapi.json na
 def _scope(org_id):
     """What a key list's cursor is signed over: the org's key list, so no other cursor passes for one."""
     return f"api-keys/{org_id}"
-
-
-def _cursor_position(org_id, cursor):
-    if not cursor:
-        return None
-    try:
-        position, _ = decode_cursor(signing_key(), _scope(org_id), cursor)
-    except CursorError as error:
-        raise validation_error({"cursor": [str(error)]}, "invalid cursor") from None
-    if type(position) is not int or position < 1:
-        raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]}, "invalid cursor")
-    return position

@@ -7,7 +7,7 @@ say (paths, statuses, the security scheme) is written here.
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListQuerySchema, ApiKeyPageSchema, ApiKeySchema
+from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ListQuerySchema, ApiKeyPageSchema, ApiKeySchema
 from schemas import ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema, ErrorSchema
 from sync_schemas import ChangeSchema, ChangesPageSchema, ChangesQuerySchema, SyncResultSchema, SyncSchema
 
@@ -175,7 +175,7 @@ API_KEYS_OPERATIONS = {
         "summary": "List API keys",
         "description": ("A page of the organization's keys, newest first, revoked ones included; never a key "
                         "itself. Send `nextCursor` back as `cursor` for the next page. Needs the `admin` capability."),
-        "parameters": [{"in": "query", "schema": ApiKeyListQuerySchema}, IF_NONE_MATCH],
+        "parameters": [{"in": "query", "schema": ListQuerySchema}, IF_NONE_MATCH],
         "responses": {**ok("A page of keys.", "ApiKeyPage", etag=True), **NOT_MODIFIED,
                       **error_responses(401, 403, 422, 500, 503)},
     },

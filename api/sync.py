@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, current_app
 
 import models
-from api.chats import dump_chat, owned_session_or_404
+from api.chats import owned_session_or_404
 from api.conditional import json_response
 from api.cursors import CursorError, decode_since, encode_since
 from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
@@ -17,12 +17,11 @@ from auth import current_owner, requires
 from errors import ApiError, not_found, validation_error
 from store import feed, writes
 from store.watch import watcher
-from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema
+from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, dump_change
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")
 bp.before_request(connect_database)
 changes_query_schema = ChangesQuerySchema()
-START = 0  # the position before every change
 GONE_MESSAGE = ("changes older than this since token have been purged, so a deletion may have been missed; "
                 "start again without since (a full sync)")
 
@@ -59,9 +58,9 @@ def list_changes(sid):
     found = feed.changes_after(current_owner(), session_id, position, window)
     if not found.session_owned:
         raise not_found(SESSION_NOT_FOUND)
-    if position != START and position < found.head["purged_seq"]:
+    if position != feed.START and position < found.head["purged_seq"]:
         raise ApiError(410, GONE_MESSAGE)
-    picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
+    picked, position, has_more = feed.page_of_changes(found.rows, window - 1, limit, changed_by, position)
     deadline = time.monotonic() + query["wait"]
     while not picked and not has_more and time.monotonic() < deadline and not watcher.stopping():
         # Every check above is settled; the wait holds no connection (store/watch.py), then reads again.
@@ -70,37 +69,15 @@ def list_changes(sid):
         connect_database()
         if moved:
             found = feed.changes_after(current_owner(), session_id, position, window)
-            picked, position, has_more = page_of_changes(found.rows, window - 1, limit, changed_by, position)
-    return json_response({"data": [change(row) for row in picked],
+            picked, position, has_more = feed.page_of_changes(found.rows, window - 1, limit, changed_by, position)
+    return json_response({"data": [dump_change(row) for row in picked],
                           "nextSince": encode_since(signing_key(), session_id, position), "hasMore": has_more})
-
-
-def page_of_changes(rows, window, limit, changed_by, position):
-    """(up to `limit` rows of the kind asked for, the position after the last row read, whether more wait).
-
-    `rows` holds one row more than the window, so whether more wait is known without another read.
-    """
-    picked, read = [], 0
-    for row in rows[:window]:
-        if len(picked) == limit:
-            break
-        read += 1
-        position = row["change_seq"]
-        if changed_by is None or row["changed_by"] == changed_by:
-            picked.append(row)
-    return picked, position, len(rows) > read
 
 
 def since_position(session_id, since):
     if not since:
-        return START
+        return feed.START
     try:
         return decode_since(signing_key(), session_id, since)
     except CursorError as error:
         raise validation_error({"since": [str(error)]}, "invalid since") from None
-
-
-def change(row):
-    deleted = bool(row["deleted"])
-    return {"jid": row["jid"], "deleted": deleted, "changedBy": row["changed_by"],
-            "chat": None if deleted else dump_chat(row)}

@@ -1,4 +1,4 @@
-"""Prometheus metrics at GET /metrics: requests, latency, database errors, JWKS fetches.
+"""Prometheus metrics at GET /metrics: requests, latency, database errors, JWKS fetches, webhook deliveries.
 
 Under gunicorn every worker writes its values to PROMETHEUS_MULTIPROC_DIR
 (gunicorn.conf.py sets and empties it), and a scrape adds up all workers'
@@ -10,12 +10,18 @@ stay few.
 import functools
 import hmac
 import os
+import time
 
 from flask import Response, current_app, request
+from peewee import DatabaseError
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest,
                                multiprocess)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from errors import ApiError, not_found
+from models import database
+from push.sender import OUTCOMES
+from store import streams
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUESTS = Counter("chatstore_http_requests_total", "Requests answered, by route template, method and status.",
@@ -57,9 +63,41 @@ def serve_metrics():
     return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
+class WebhookCollector:
+    """Webhook delivery, as the database has it at the scrape: the delivery processes' attempts by outcome, and
+    per endpoint (by id, never its URL) the age of the oldest change not yet delivered (0: none waiting)."""
+
+    def describe(self):
+        return []  # nothing read at registration: the database is read at a scrape only
+
+    def collect(self):
+        try:
+            with database.connection_context():
+                counts, oldest = streams.attempt_counts(), streams.oldest_behind()
+        except DatabaseError:
+            return
+        attempts = CounterMetricFamily("chatstore_webhook_attempts", "Webhook delivery attempts, by outcome.",
+                                       labels=["outcome"])
+        for outcome in OUTCOMES:
+            attempts.add_metric([outcome], counts.get(outcome, 0))
+        yield attempts
+        age = GaugeMetricFamily("chatstore_webhook_oldest_undelivered_seconds",
+                                "Per webhook endpoint, how long its oldest change not yet delivered has waited.",
+                                labels=["webhook"])
+        now_ms = time.time() * 1000
+        for webhook_id, behind_since in oldest:
+            age.add_metric([str(webhook_id)], 0 if behind_since is None else max(0, (now_ms - behind_since) / 1000))
+        yield age
+
+
+WEBHOOKS = WebhookCollector()
+REGISTRY.register(WEBHOOKS)
+
+
 def _registry():
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(WEBHOOKS)
         return registry
     return REGISTRY

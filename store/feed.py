@@ -13,7 +13,9 @@ from peewee import fn
 from models import Chat, ChatTombstone, Session, database, now_utc
 from store import reads
 from store.reads import CHAT_COLUMNS, CHAT_FIELDS
+from store.sql import execute, rows_as_dicts
 
+START = 0  # the position before every change
 CHANGE_FIELDS = CHAT_FIELDS + (("deleted", None),)  # the body's own columns
 CHANGE_ORDER_KEY = operator.itemgetter("change_seq")
 # SQL's types of peewee's field types, for a tombstone's typed nulls (PostgreSQL's UNION wants them typed).
@@ -49,10 +51,32 @@ def changes_statement(owner, session_id, position, count):
     return reads.gated_statement(owner, session_id, CHANGES_SQL, {"since": position, "count": count}, CHANGE_FIELDS)
 
 
+def session_changes_after(session_id, position, count):
+    """Up to `count` changes of the session after `position`, in change order, for the delivery process (which
+    reads for every org, no caller to check): the same rows as changes_after's body."""
+    return rows_as_dicts(execute(CHANGES_SQL, {"session_id": session_id, "since": position, "count": count}))
+
+
 def changes_after(owner, session_id, position, count):
     """The read's head, and up to `count` changes after `position` in change order: chats as stored now, and
     tombstones, each a chat's columns plus "deleted". One round trip (reads.read)."""
     return reads.read(owner, changes_statement(owner, session_id, position, count), CHANGE_FIELDS, CHANGE_ORDER_KEY)
+
+
+def page_of_changes(rows, window, limit, changed_by, position):
+    """(up to `limit` rows of the kind asked for, the position after the last row read, whether more wait).
+
+    `rows` holds one row more than the window, so whether more wait is known without another read.
+    """
+    picked, read = [], 0
+    for row in rows[:window]:
+        if len(picked) == limit:
+            break
+        read += 1
+        position = row["change_seq"]
+        if changed_by is None or row["changed_by"] == changed_by:
+            picked.append(row)
+    return picked, position, len(rows) > read
 
 
 def purge_tombstones(retention_days):

@@ -22,7 +22,8 @@ from openapi_responses import check_against_openapi, record_response
 SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8C"
 OTHER_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8D"   # belongs to the other org
 MISSING_SESSION_ID = "01J9ZX8K2QHV0M3T6R7P4N5W8E"
-DATA_TABLES = [models.ChatTombstone, models.Chat, models.ApiKey, models.Session, models.Org]
+DATA_TABLES = [models.WebhookDelivery, models.WebhookStream, models.Webhook, models.WebhookAttemptCount,
+               models.ChatTombstone, models.Chat, models.ApiKey, models.Session, models.Org]
 
 
 @pytest.fixture(scope="session")
