@@ -7,7 +7,9 @@ say (paths, statuses, the security scheme) is written here.
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ListQuerySchema, ApiKeyPageSchema, ApiKeySchema
+from admin_schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, DeliveryPageSchema,
+                           DeliverySchema, ListQuerySchema, ReplayAcceptedSchema, ReplaySchema, WebhookCreateSchema,
+                           WebhookPageSchema, WebhookSchema, WebhookUpdateSchema, WebhookWithSecretSchema)
 from schemas import ChatListQuerySchema, ChatPageSchema, ChatPatchSchema, ChatSchema, ErrorSchema
 from sync_schemas import ChangeSchema, ChangesPageSchema, ChangesQuerySchema, SyncResultSchema, SyncSchema
 
@@ -27,7 +29,7 @@ ERROR_DESCRIPTIONS = {
     401: "No token, another scheme, or a token that is neither a valid login JWT nor a live API key "
          "(unknown, revoked or expired; for /metrics: not the METRICS_TOKEN).",
     403: "The caller lacks the capability the operation needs; decided before any lookup.",
-    404: "The session (or API key) does not exist or belongs to another organization, or the chat is not "
+    404: "The session (or API key, or webhook) does not exist or belongs to another organization, or the chat is not "
          "stored (for /metrics: no METRICS_TOKEN is set).",
     405: "The method is not allowed on this path; see the Allow header.",
     410: "The since token is older than the newest purged tombstone; start again without since.",
@@ -190,10 +192,82 @@ API_KEY_OPERATIONS = {
         "responses": {"204": {"description": "Revoked."}, **error_responses(401, 403, 404, 500, 503)},
     },
 }
+WEBHOOK_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                     "description": "The endpoint's id (from its Webhook); another organization's is not found."}
+ADMIN_ONLY = " Needs the `admin` capability."
+
+
+def created(description, schema):
+    return {"201": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+WEBHOOKS_OPERATIONS = {
+    "post": {
+        "operationId": "createWebhook", "tags": ["admin"], "summary": "Register a webhook endpoint",
+        "description": ("Changes of the organization's sessions are POSTed to the URL, signed as Standard Webhooks "
+                        "prescribes, in order, from now on. The answer carries `secret`, shown this once. A URL "
+                        "on a private, loopback, link-local, shared or reserved address is refused." + ADMIN_ONLY),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "WebhookCreate"}}},
+        "responses": {**created("The endpoint, and its signing secret.", "WebhookWithSecret"),
+                      **error_responses(401, 403, 413, 422, 500, 503)},
+    },
+    "get": {
+        "operationId": "listWebhooks", "tags": ["admin"], "summary": "List webhook endpoints",
+        "description": "A page of the organization's endpoints, newest first; never a secret." + ADMIN_ONLY,
+        "parameters": [{"in": "query", "schema": ListQuerySchema}, IF_NONE_MATCH],
+        "responses": {**ok("A page of endpoints.", "WebhookPage", etag=True), **NOT_MODIFIED,
+                      **error_responses(401, 403, 422, 500, 503)},
+    },
+}
+WEBHOOK_OPERATIONS = {
+    "get": {
+        "operationId": "getWebhook", "tags": ["admin"], "summary": "Get a webhook endpoint",
+        "description": "The endpoint; never its secret." + ADMIN_ONLY, "parameters": [IF_NONE_MATCH],
+        "responses": {**ok("The endpoint.", "Webhook", etag=True), **NOT_MODIFIED,
+                      **error_responses(401, 403, 404, 500, 503)},
+    },
+    "patch": {
+        "operationId": "updateWebhook", "tags": ["admin"], "summary": "Change a webhook endpoint",
+        "description": ("Changes the fields sent. `enabled: false` stops delivery; `enabled: true` resumes where it "
+                        "stopped, nothing skipped." + ADMIN_ONLY),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "WebhookUpdate"}}},
+        "responses": {**ok("The endpoint as stored after the change.", "Webhook"),
+                      **error_responses(401, 403, 404, 413, 422, 500, 503)},
+    },
+    "delete": {
+        "operationId": "deleteWebhook", "tags": ["admin"], "summary": "Delete a webhook endpoint",
+        "description": "Nothing more is sent to it; its log goes with it." + ADMIN_ONLY,
+        "responses": {"204": {"description": "Deleted."}, **error_responses(401, 403, 404, 500, 503)},
+    },
+}
+ROTATE_OPERATIONS = {"post": {
+    "operationId": "rotateWebhookSecret", "tags": ["admin"], "summary": "Rotate a webhook endpoint's secret",
+    "description": ("A new secret, shown this once. For 24 hours deliveries carry both signatures (new and old, "
+                    "space-separated), so the receiver can switch without losing one." + ADMIN_ONLY),
+    "responses": {**ok("The endpoint, and its new secret.", "WebhookWithSecret"),
+                  **error_responses(401, 403, 404, 500, 503)},
+}}
+DELIVERIES_OPERATIONS = {"get": {
+    "operationId": "listWebhookDeliveries", "tags": ["admin"], "summary": "List a webhook endpoint's attempts",
+    "description": ("Every delivery attempt, newest first, kept WEBHOOK_LOG_RETENTION_DAYS (7): its webhook-id, "
+                    "session, attempt number, status or error, and when it goes again." + ADMIN_ONLY),
+    "parameters": [{"in": "query", "schema": ListQuerySchema}, IF_NONE_MATCH],
+    "responses": {**ok("A page of attempts.", "DeliveryPage", etag=True), **NOT_MODIFIED,
+                  **error_responses(401, 403, 404, 422, 500, 503)},
+}}
+REPLAY_OPERATIONS = {"post": {
+    "operationId": "replayWebhook", "tags": ["admin"], "summary": "Send a session's changes again",
+    "description": ("The session's stream to this endpoint restarts after `since` (null: from the start, a full "
+                    "resync); a batch in flight is dropped." + ADMIN_ONLY),
+    "requestBody": {"required": True, "content": {"application/json": {"schema": "Replay"}}},
+    "responses": {"202": {"description": "Restarted; delivery follows.",
+                          "content": {"application/json": {"schema": "ReplayAccepted"}}},
+                  **error_responses(401, 403, 404, 413, 422, 500, 503)},
+}}
 TAGS = [
     {"name": "chats", "description": "A session's chats: get one, page through them, archive, pin or mute one."},
     {"name": "sync", "description": "The gateway's way in (sync), and what changed (the changes feed)."},
-    {"name": "admin", "description": "An organization's own API keys, for its admins."},
+    {"name": "admin", "description": "An organization's own API keys and webhook endpoints, for its admins."},
     {"name": "operations", "description": "Health, readiness, metrics and this document."},
 ]
 STATUS_SCHEMA = {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}},
@@ -214,7 +288,11 @@ def build_openapi():
                          ("Sync", SyncSchema), ("SyncResult", SyncResultSchema), ("Change", ChangeSchema),
                          ("ChangesPage", ChangesPageSchema), ("Error", ErrorSchema), ("ApiKey", ApiKeySchema),
                          ("ApiKeyCreated", ApiKeyCreatedSchema), ("ApiKeyCreate", ApiKeyCreateSchema),
-                         ("ApiKeyPage", ApiKeyPageSchema)):
+                         ("ApiKeyPage", ApiKeyPageSchema), ("Webhook", WebhookSchema),
+                         ("WebhookWithSecret", WebhookWithSecretSchema), ("WebhookPage", WebhookPageSchema),
+                         ("WebhookCreate", WebhookCreateSchema), ("WebhookUpdate", WebhookUpdateSchema),
+                         ("Replay", ReplaySchema), ("ReplayAccepted", ReplayAcceptedSchema),
+                         ("Delivery", DeliverySchema), ("DeliveryPage", DeliveryPageSchema)):
         spec.components.schema(name, schema=schema)
     spec.path("/api/v1/sessions/{sid}/chats/{cid}", parameters=[SESSION_PARAMETER, CHAT_PARAMETER],
               operations=CHAT_OPERATIONS)
@@ -223,6 +301,11 @@ def build_openapi():
     spec.path("/api/v1/sessions/{sid}/changes", parameters=[SESSION_PARAMETER], operations=CHANGES_OPERATIONS)
     spec.path("/api/v1/api-keys", operations=API_KEYS_OPERATIONS)
     spec.path("/api/v1/api-keys/{id}", parameters=[API_KEY_PARAMETER], operations=API_KEY_OPERATIONS)
+    spec.path("/api/v1/webhooks", operations=WEBHOOKS_OPERATIONS)
+    spec.path("/api/v1/webhooks/{id}", parameters=[WEBHOOK_PARAMETER], operations=WEBHOOK_OPERATIONS)
+    spec.path("/api/v1/webhooks/{id}/rotate-secret", parameters=[WEBHOOK_PARAMETER], operations=ROTATE_OPERATIONS)
+    spec.path("/api/v1/webhooks/{id}/deliveries", parameters=[WEBHOOK_PARAMETER], operations=DELIVERIES_OPERATIONS)
+    spec.path("/api/v1/webhooks/{id}/replay", parameters=[WEBHOOK_PARAMETER], operations=REPLAY_OPERATIONS)
     spec.path("/healthz", operations={"get": {
         "operationId": "health", "tags": ["operations"], "summary": "The process answers", "security": [],
         "responses": ok("Alive; no database is touched.", STATUS_SCHEMA)}})

@@ -6,6 +6,7 @@ import signal
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 import models
 from api.inputs import signing_key
@@ -26,6 +27,7 @@ def existing_org(org_id):
 @click.option("--session", "sessions", multiple=True, help="a session to follow (repeat it); default: every one")
 @click.option("--changed-by", type=click.Choice(CHANGED_BY), help="only changes of this kind (default: all)")
 @click.option("--description", help="what the endpoint is for")
+@with_appcontext
 def create_webhook(org_id, url, sessions, changed_by, description):
     """Register a webhook endpoint; prints its id, then its secret (the only time it is shown), one a line."""
     config = current_app.config["CHATSTORE"]
@@ -45,6 +47,7 @@ def create_webhook(org_id, url, sessions, changed_by, description):
 
 @click.command("list-webhooks")
 @click.argument("org_id")
+@with_appcontext
 def list_webhooks(org_id):
     """A tab-separated line per endpoint, oldest first: id, url, enabled or disabled, sessions (* for all),
     changed by (* for all), disabled reason."""
@@ -58,6 +61,7 @@ def list_webhooks(org_id):
 
 
 @click.command("deliver-webhooks")
+@with_appcontext
 def deliver_webhooks():
     """Deliver every endpoint's changes until TERM (the Procfile's worker: line)."""
     config = current_app.config["CHATSTORE"]
