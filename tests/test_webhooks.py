@@ -9,7 +9,7 @@ import models
 from app import create_app
 from cli import issue_api_key
 from config import ConfigError
-from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, error_body
+from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, error_body, stored
 from store.watch import latest_positions
 
 WEBHOOKS_URL = "/api/v1/webhooks"
@@ -254,7 +254,7 @@ def test_replay_restarts_a_sessions_stream(client, admins, worker_headers):
                        headers=worker_headers).get_json()["nextSince"]
     assert client.post(url, json={"sessionId": SESSION_ID.lower(), "since": since},
                        headers=admins["jwt"]).status_code == 202
-    assert streams_of(made["id"])[SESSION_ID]["position"] == 1
+    assert streams_of(made["id"])[SESSION_ID]["position"] == stored("1@s.whatsapp.net")["change_seq"]
     for body, details in (({"sessionId": OTHER_SESSION_ID}, {"sessionId": [
                                "is not a session of this organization that this webhook follows"]}),
                           ({"sessionId": SESSION_ID, "since": "garbage"}, {"since": [
