@@ -8,8 +8,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
 class Receiver:
-    """Records every POST (headers, body, whether its signature verified with the secrets given) and answers
-    `answer(delivery) -> status` (200 by default)."""
+    """Records every POST as it arrives (headers, body, whether its signature verified with the secrets given),
+    then answers `answer(delivery) -> status` (200 by default) and records the status."""
 
     def __init__(self, secrets=(), answer=None):
         self.secrets, self.answer = list(secrets), answer or (lambda delivery: 200)
@@ -22,11 +22,13 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 delivery = {"path": self.path, "headers": headers, "body": body,
-                            "verified_by": receiver.verified_by(headers, body)}
-                status = receiver.answer(delivery)
-                delivery["status"] = status
-                with receiver.arrived:
+                            "verified_by": receiver.verified_by(headers, body), "status": None}
+                with receiver.arrived:  # recorded as it arrives, answered after
                     receiver.deliveries.append(delivery)
+                    receiver.arrived.notify_all()
+                status = receiver.answer(delivery)
+                with receiver.arrived:
+                    delivery["status"] = status
                     if 200 <= status < 300 and delivery["verified_by"]:
                         receiver.accepted.setdefault(headers["webhook-id"], json.loads(body))
                     receiver.arrived.notify_all()
