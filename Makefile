@@ -44,6 +44,12 @@ instructions: install-dev
 	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	$(BIN)/python bench/instructions.py
 
+# Webhook delivery: PATCH-to-receiver latency, changes per second of a 100,000-chat sync, the cost to PATCH throughput.
+.PHONY: bench-webhooks
+bench-webhooks: install-dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/webhooks.py
+
 .PHONY: soak
 soak: install-dev
 	$(BIN)/python bench/soak.py

@@ -185,6 +185,7 @@ def test_term_exits_within_10_seconds_and_the_abandoned_attempt_goes_again(app, 
     hanging = threading.Event()
     receiver = Receiver(answer=lambda delivery: (hanging.wait(30), 200)[1] if not hanging.is_set() else 200)
     environ = delivery_environ(database_url, identity_provider)  # WEBHOOK_TIMEOUT_SECONDS: 10, the default
+    processes = []
     try:
         made = app.test_client().post(
             "/api/v1/webhooks", json={"url": receiver.url + "/slow"},
@@ -195,17 +196,18 @@ def test_term_exits_within_10_seconds_and_the_abandoned_attempt_goes_again(app, 
                                  env={**os.environ, **environ}, capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stderr
         receiver.secrets.append(created.stdout.splitlines()[1])
-        with models.database.connection_context():
-            add_chats(SESSION_ID, {"jid": JIDS[1]})
-        process = DeliveryProcess(environ, tmp_path / "deliver.log")
+        add_chats(SESSION_ID, {"jid": JIDS[1]})
+        processes.append(DeliveryProcess(environ, tmp_path / "deliver.log"))
         [first] = receiver.wait_for(lambda got: got, seconds=15)  # held by the receiver
-        took, status = process.terminate()
+        took, status = processes[-1].terminate()
         assert took < 10 and status == 0
         hanging.set()
-        process = DeliveryProcess(environ, tmp_path / "deliver.log")
+        processes.append(DeliveryProcess(environ, tmp_path / "deliver.log"))
         got = receiver.wait_for(lambda got: len(got) >= 2, seconds=15)
         assert got[1]["headers"]["webhook-id"] == first["headers"]["webhook-id"] and got[1]["body"] == first["body"]
         assert got[1]["verified_by"]
-        process.terminate()
     finally:
+        for process in processes:
+            if process.process.poll() is None:
+                process.terminate()
         receiver.stop()
