@@ -62,10 +62,14 @@ def _complete_preflight(response):
 
 
 def _no_content_for_options(response):
-    """Flask's automatic answer to OPTIONS (200, an empty body, the Allow header) as a 204 with no body type."""
-    rule = request.url_rule
-    if request.method == "OPTIONS" and rule is not None and rule.provide_automatic_options \
-            and response.status_code == 200:
+    """Flask's automatic answer to OPTIONS (200, an empty body, the Allow header) as a 204 with no body type.
+    Runs after every request: the method is read first, off the request object itself (observability/hooks.py
+    says why), so any other request pays one comparison."""
+    current = request._get_current_object()
+    if current.method != "OPTIONS":
+        return response
+    rule = current.url_rule
+    if rule is not None and rule.provide_automatic_options and response.status_code == 200:
         response.status_code = 204
         del response.headers["Content-Type"]  # no body, so no type
     return response

@@ -31,7 +31,8 @@ from store.watch import latest_positions
 from sync_schemas import MAX_CHANGES_PAGE, dump_change
 
 log = logging.getLogger("chatstore.webhooks")
-POLL_SECONDS = 0.2  # how long a change waits, at most, before it is seen
+POLL_SECONDS = 0.1  # how long a change waits, at most, before it is seen
+COALESCE_SECONDS = 0.1  # a stream that caught up waits this long before its next batch
 HOUSEKEEPING_SECONDS = 1  # new sessions followed, streams behind noted
 PRUNE_SECONDS = 600  # the log's old attempts removed
 STOP_GRACE_SECONDS = 8  # TERM to exit: within 10 s
@@ -135,23 +136,34 @@ class Deliverer:
                 self.wake.set()
 
     def deliver(self, stream):
-        """One attempt of the stream's batch in flight (fixed first, if there is none)."""
-        if stream["message_id"] is None and not self._fix_batch(stream):
-            return
-        if self.stopping.is_set():
-            streams.release(stream)
-            return
-        attempt = sender.post(stream["url"], stream["body"].encode(), self._headers(stream),
-                              self.config.webhook_timeout_seconds, self.config.webhook_allow_private_targets)
-        log.info("webhook attempt webhook=%s webhook-id=%s session=%s attempt=%d outcome=%s status=%s ms=%d",
-                 stream["webhook_id"], stream["message_id"], stream["session_id"], stream["attempts"] + 1,
-                 attempt.outcome, attempt.status if attempt.status is not None else "-", attempt.duration_ms)
-        if attempt.delivered:
-            streams.record_delivered(stream, attempt)
-            return
-        now = now_ms()
-        streams.record_failed(stream, attempt, now, now + int(backoff_seconds(stream["attempts"] + 1) * 1000),
-                              self._disabled_reason(stream, attempt, now))
+        """Attempt the stream's batch in flight (fixed first, if there is none). While batches go through and
+        more changes already wait (a backlog: a large sync), go on with the next at once, holding the lease."""
+        while not self.stopping.is_set():
+            more = False
+            if stream["message_id"] is None:
+                more = self._fix_batch(stream)
+                if more is None:
+                    return
+            attempt = sender.post(stream["url"], stream["body"].encode(), self._headers(stream),
+                                  self.config.webhook_timeout_seconds, self.config.webhook_allow_private_targets)
+            log.info("webhook attempt webhook=%s webhook-id=%s session=%s attempt=%d outcome=%s status=%s ms=%d",
+                     stream["webhook_id"], stream["message_id"], stream["session_id"], stream["attempts"] + 1,
+                     attempt.outcome, attempt.status if attempt.status is not None else "-", attempt.duration_ms)
+            now = now_ms()
+            if not attempt.delivered:
+                streams.record_failed(stream, attempt, now, now + int(backoff_seconds(stream["attempts"] + 1) * 1000),
+                                      self._disabled_reason(stream, attempt, now))
+                return
+            go_on = more and not self.stopping.is_set()
+            # Caught up: the stream's next batch waits COALESCE_SECONDS, so changes arriving back to back (a
+            # busy chat) go in one batch instead of a POST each.
+            still_ours = streams.record_delivered(stream, attempt, 0 if more else now + int(COALESCE_SECONDS * 1000),
+                                                  now + self.lease_ms if go_on else None)
+            if not (go_on and still_ours):
+                return
+            stream.update(position=stream["batch_end"], message_id=None, body=None, batch_end=None, attempts=0,
+                          failing_since=None)
+        streams.release(stream)
 
     def _disabled_reason(self, stream, attempt, now):
         if attempt.outcome == "gone":
@@ -174,25 +186,25 @@ class Deliverer:
                                                               stream["body"].encode())}
 
     def _fix_batch(self, stream):
-        """Fix the stream's next batch (stored before it is first sent, so every retry sends the same); False
-        when there is nothing to send."""
+        """Fix the stream's next batch (stored before it is first sent, so every retry sends the same); whether
+        more changes wait after it, or None when there is nothing to send."""
         session_id, position = stream["session_id"], stream["position"]
         purged = Session.select(Session.purged_seq).where(Session.id == session_id).scalar() or 0
         if position != feed.START and position < purged:
             # Purged tombstones the endpoint never received: it must resync; the stream goes on from now.
             end = max(latest_positions([session_id]).get(session_id, 0), purged)
-            kind, data = "chat.resync_required", {"sessionId": session_id}
+            kind, data, more = "chat.resync_required", {"sessionId": session_id}, False
         else:
             batch_size, changed_by = self.config.webhook_batch_size, stream["changed_by"]
             window = (MAX_CHANGES_PAGE if changed_by else batch_size) + 1
             rows = feed.session_changes_after(session_id, position, window)
-            picked, end, _ = feed.page_of_changes(rows, window - 1, batch_size, changed_by, position)
+            picked, end, more = feed.page_of_changes(rows, window - 1, batch_size, changed_by, position)
             if not rows:
                 streams.release(stream)
-                return False
+                return None
             if not picked:
                 streams.skip_to(stream, end)
-                return False
+                return None
             kind = "chat.changes"
             data = {"sessionId": session_id, "changes": [dump_change(row) for row in picked],
                     "since": None if position == feed.START else encode_since(self.cursor_key, session_id, position),
@@ -200,6 +212,6 @@ class Deliverer:
         body = orjson.dumps({"type": kind, "timestamp": rfc3339(now_ms()), "data": data}).decode()
         message_id = f"msg_{ULID()}"
         if not streams.fix_batch(stream, message_id, body, end):
-            return False
+            return None
         stream.update(message_id=message_id, body=body, batch_end=end)
-        return True
+        return more

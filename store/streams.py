@@ -104,18 +104,21 @@ def release_all(tokens):
              .where(WebhookStream.lease_token.in_(list(tokens))).execute())
 
 
-def record_delivered(stream, attempt):
-    """The batch in flight was delivered: the stream moves to its end, if the batch is still the stream's."""
+def record_delivered(stream, attempt, next_attempt_at, lease_until=None):
+    """The batch in flight was delivered: the stream moves to its end, if the batch is still the stream's, and is
+    due again at `next_attempt_at`. With `lease_until`, the holder keeps it (to send the next batch at once);
+    False when the batch was no longer the stream's (replayed meanwhile: the new start stands)."""
+    lease = {"lease_until": lease_until} if lease_until else {"lease_token": None, "lease_until": None}
     with database.atomic():
         _log(stream, attempt, None)
-        moved = (WebhookStream.update(position=WebhookStream.batch_end, lease_token=None, lease_until=None,
-                                      message_id=None, body=None, batch_end=None, attempts=0, failing_since=None,
-                                      next_attempt_at=0)
+        moved = (WebhookStream.update(position=WebhookStream.batch_end, message_id=None, body=None, batch_end=None,
+                                      attempts=0, failing_since=None, next_attempt_at=next_attempt_at, **lease)
                  .where(_held(stream) & (WebhookStream.message_id == stream["message_id"])).execute())
         if moved:
             execute(CAUGHT_UP, {"stream_id": stream["id"]})
-        else:  # replayed meanwhile: the new start stands
+        else:
             WebhookStream.update(lease_token=None, lease_until=None).where(_held(stream)).execute()
+        return moved == 1
 
 
 def record_failed(stream, attempt, now_ms, next_attempt_at, disabled_reason):

@@ -6,15 +6,22 @@ connection (round robin here), so a client connection's prepared reads
 PostgreSQL pass; `make test` skips it when pgbouncer is not installed, and
 .ci/run installs it and sets CHATSTORE_PGBOUNCER_TESTS=required, so there it must run.
 """
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import psycopg2
 import pytest
 
 import models
+from api.inputs import signing_key
+from push import registry
+from push.delivery import Deliverer
+from receiver import Receiver
 from store import prepared
 from conftest import OTHER_SESSION_ID, SESSION_ID, add_chats, chat_url, error_body
 from counting import CountingPgConnection, STATEMENTS
@@ -119,3 +126,32 @@ def test_every_read_answers_right_on_whichever_server_connection_it_lands(client
     assert [chat["jid"] for chat in filtered.get_json()["data"]] == ["5@s.whatsapp.net", "4@s.whatsapp.net"]
     assert [change["jid"] for change in changes.get_json()["data"]] == ["0@s.whatsapp.net", "1@s.whatsapp.net"]
     assert other.status_code == 404 and other.get_json() == error_body("not_found", "session not found")
+
+
+def test_two_delivery_loops_deliver_through_pgbouncer_in_order(app, client, orgs, through_pgbouncer):
+    """Webhook delivery's claims (FOR UPDATE SKIP LOCKED), leases and outcomes hold no session state: two delivery
+    loops through PgBouncer in transaction pooling deliver every change once per batch, in order."""
+    receiver = Receiver()
+    config = dataclasses.replace(app.config["CHATSTORE"], webhook_allow_private_targets=True, webhook_batch_size=2)
+    with app.app_context(), models.database.connection_context():
+        key = signing_key()
+        _, secret = registry.register(config, "acme", receiver.url + "/hook", None, None, None)
+    receiver.secrets.append(secret)
+    loops = [Deliverer(config, key) for _ in range(2)]
+    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
+    try:
+        for thread in threads:
+            thread.start()
+        add_chats(SESSION_ID, *({"jid": f"{n}@s.whatsapp.net", "unreadCount": n} for n in range(7)))
+        got = receiver.wait_for(lambda got: sum(len(json.loads(d["body"])["data"]["changes"]) for d in got) >= 7)
+    finally:
+        for loop in loops:
+            loop.stop()
+        for thread in threads:
+            thread.join(15)
+        receiver.stop()
+    bodies = [json.loads(delivery["body"]) for delivery in got]
+    assert all(delivery["verified_by"] == [secret] for delivery in got)
+    assert [change["jid"] for body in bodies for change in body["data"]["changes"]] == [
+        f"{n}@s.whatsapp.net" for n in range(7)]
+    assert [body["data"]["since"] for body in bodies[1:]] == [body["data"]["nextSince"] for body in bodies[:-1]]
