@@ -116,7 +116,11 @@ def make_app(base_environ, recorded_responses, suite_log):
 
 @pytest.fixture
 def app(make_app):
-    app = make_app()
+    return emptied(make_app())
+
+
+def emptied(app):
+    """The app, every data table emptied first."""
     with models.database.connection_context():
         # A read first, as every request's first statement is: a pooled connection that a PostgreSQL
         # restart (the fault tests) left dead is replaced by it (models.ReconnectingPostgresqlDatabase).

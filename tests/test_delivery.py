@@ -12,7 +12,7 @@ import pytest
 import models
 from api.inputs import signing_key
 from cli import issue_api_key
-from conftest import DATA_TABLES, SESSION_ID, add_chats, chat_url
+from conftest import SESSION_ID, add_chats, chat_url, emptied
 from push.delivery import Deliverer
 from receiver import Receiver
 
@@ -24,12 +24,7 @@ METRICS_TOKEN = "metrics-token-for-delivery-tests"
 
 @pytest.fixture
 def app(make_app):
-    app = make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS="1", METRICS_TOKEN=METRICS_TOKEN)
-    with models.database.connection_context():
-        models.database.execute_sql("SELECT 1")
-        for table in DATA_TABLES:
-            table.delete().execute()
-    return app
+    return emptied(make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS="1", METRICS_TOKEN=METRICS_TOKEN))
 
 
 @pytest.fixture
