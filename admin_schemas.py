@@ -108,13 +108,13 @@ MAX_WEBHOOK_SESSIONS = 1000
 
 
 class SessionIdList(fields.List):
-    """Session ids, none twice, each a ULID (anything else can't be a session of anyone's)."""
+    """Session ids, none twice, uppercased as stored (ULIDs match case-insensitively)."""
 
     def __init__(self, **kwargs):
         super().__init__(fields.String(validate=validate.Length(max=26)), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        session_ids = super()._deserialize(value, attr, data, **kwargs)
+        session_ids = [session_id.upper() for session_id in super()._deserialize(value, attr, data, **kwargs)]
         if len(set(session_ids)) != len(session_ids):
             raise ValidationError("must not name a session twice")
         if not 1 <= len(session_ids) <= MAX_WEBHOOK_SESSIONS:

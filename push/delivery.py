@@ -20,7 +20,7 @@ import time
 import uuid
 
 import orjson
-from peewee import DatabaseError
+from peewee import DatabaseError, IntegrityError
 from ulid import ULID
 
 from api.cursors import encode_since
@@ -128,6 +128,8 @@ class Deliverer:
             try:
                 with database.connection_context():
                     self.deliver(stream)
+            except IntegrityError:  # the endpoint was deleted while its attempt was under way: nothing to record
+                log.info("webhook stream %s: its endpoint was deleted during the attempt", stream["id"])
             except Exception:  # a sender must outlive any one stream's failure; the lease runs out, it goes again
                 log.exception("webhook stream %s: delivery failed", stream["id"])
             finally:

@@ -55,22 +55,19 @@ def post(url, body, headers, timeout_seconds, allow_private):
         return outcome("refused_target", error=f"the target {error}")
     except (OSError, UnicodeError) as error:
         return outcome("connection_error", error=f"the host does not resolve ({type(error).__name__})")
-    pool = _pool(target, addresses[0], timeout_seconds)
-    try:
-        response = pool.urlopen("POST", target.path, body=body, headers={**headers, "Host": target.host_header},
-                                redirect=False, retries=False, assert_same_host=False, preload_content=False)
+    response, failure = None, None
+    for address in addresses:  # in the resolver's order, as a connect would: localhost may be ::1, then 127.0.0.1
         try:
-            _drain(response, started + timeout_seconds)
-        finally:
-            response.release_conn()
-    except NewConnectionError as error:  # first: urllib3 counts it a connect timeout, refused or not
-        return outcome("connection_error", error=f"connection failed ({type(error).__name__})")
-    except (TransportTimeout, TimeoutError):
-        return outcome("timeout", error=f"no answer within {timeout_seconds:g} s")
-    except (TransportError, OSError) as error:
-        return outcome("connection_error", error=f"connection failed ({type(error).__name__})")
-    finally:
-        pool.close()
+            response = _post_to(target, address, body, headers, timeout_seconds, started)
+            break
+        except NewConnectionError as error:  # urllib3 counts it a connect timeout: refused or unreachable
+            failure = outcome("connection_error", error=f"connection failed ({type(error).__name__})")
+        except (TransportTimeout, TimeoutError):
+            return outcome("timeout", error=f"no answer within {timeout_seconds:g} s")
+        except (TransportError, OSError) as error:
+            return outcome("connection_error", error=f"connection failed ({type(error).__name__})")
+    if response is None:
+        return failure
     if 200 <= response.status < 300:
         return outcome("delivered", response.status)
     if response.status == GONE:
@@ -78,6 +75,21 @@ def post(url, body, headers, timeout_seconds, allow_private):
     if 300 <= response.status < 400:
         return outcome("http_error", response.status, f"answered {response.status}: redirects are not followed")
     return outcome("http_error", response.status, f"answered {response.status}")
+
+
+def _post_to(target, address, body, headers, timeout_seconds, started):
+    """POST to one address; its response, the body read to at most MAX_RESPONSE_BYTES by the deadline."""
+    pool = _pool(target, address, timeout_seconds)
+    try:
+        response = pool.urlopen("POST", target.path, body=body, headers={**headers, "Host": target.host_header},
+                                redirect=False, retries=False, assert_same_host=False, preload_content=False)
+        try:
+            _drain(response, started + timeout_seconds)
+        finally:
+            response.release_conn()
+        return response
+    finally:
+        pool.close()
 
 
 def _pool(target, address, timeout_seconds):

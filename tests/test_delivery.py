@@ -375,3 +375,37 @@ def test_two_delivery_processes_never_send_one_streams_batches_at_once(client, a
         for change in body["data"]["changes"]:
             final[change["jid"]] = change["chat"]["unreadCount"]
     assert final == {jid: 9 for jid in JIDS}
+
+
+def test_a_host_name_is_tried_at_each_of_its_addresses_in_turn(client, admin, writer, chats, receivers, deliverers):
+    """`localhost` resolves to ::1 before 127.0.0.1 on many hosts; a receiver listening on 127.0.0.1 alone is
+    reached at the address that answers, as a connect would."""
+    receiver = receivers()
+    port = receiver.url.rsplit(":", 1)[1]
+    made = client.post(WEBHOOKS_URL, json={"url": f"http://localhost:{port}/hook"}, headers=admin)
+    assert made.status_code == 201
+    receiver.secrets.append(made.get_json()["secret"])
+    deliverers()
+    patch(client, writer, JIDS[0], archived=True)
+    [delivery] = receiver.wait_for(lambda got: got)
+    assert delivery["verified_by"] and delivery["headers"]["host"] == f"localhost:{port}"
+
+
+def test_an_endpoint_deleted_during_its_attempt_leaves_nothing_behind(client, admin, writer, chats, receivers,
+                                                                      deliverers, caplog):
+    deleted = threading.Event()
+
+    def delete_while_answering(delivery):
+        client.delete(f"{WEBHOOKS_URL}/{webhook['id']}", headers=admin)
+        deleted.set()
+        return 200
+    receiver = receivers(answer=delete_while_answering)
+    webhook = register(client, admin, receiver)
+    deliverers()
+    with caplog.at_level("INFO", logger="chatstore.webhooks"):
+        patch(client, writer, JIDS[0], archived=True)
+        assert deleted.wait(5)
+        time.sleep(0.5)
+    with models.database.connection_context():
+        assert models.WebhookDelivery.select().count() == 0 and models.WebhookStream.select().count() == 0
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

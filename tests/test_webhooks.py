@@ -74,6 +74,11 @@ def test_defaults_follow_every_session_and_every_change(client, admins):
     assert (body["description"], body["sessions"], body["changedBy"]) == (None, None, None)
 
 
+def test_session_ids_match_in_any_case_and_come_back_as_stored(client, admins):
+    made = make(client, admins["jwt"], sessions=[SESSION_ID.lower()])
+    assert made.status_code == 201 and made.get_json()["sessions"] == [SESSION_ID]
+
+
 def test_a_new_endpoint_receives_what_commits_after_it(client, admins):
     add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"}, {"jid": "2@s.whatsapp.net"})
     made = make(client, admins["jwt"]).get_json()
