@@ -73,6 +73,9 @@ class WebhookCollector:
     def collect(self):
         try:
             with database.connection_context():
+                # Noted here too, not only by the delivery process: when no delivery process runs is when the
+                # age matters most.
+                streams.mark_behind(int(time.time() * 1000))
                 counts, oldest = streams.attempt_counts(), streams.oldest_behind()
         except DatabaseError:
             return

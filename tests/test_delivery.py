@@ -409,3 +409,17 @@ def test_an_endpoint_deleted_during_its_attempt_leaves_nothing_behind(client, ad
     with models.database.connection_context():
         assert models.WebhookDelivery.select().count() == 0 and models.WebhookStream.select().count() == 0
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_the_oldest_undelivered_age_grows_while_no_delivery_process_runs(client, admin, writer, chats, receivers):
+    webhook = register(client, admin, receivers())
+    patch(client, writer, JIDS[0], archived=True)
+
+    def age():
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).get_data(as_text=True)
+        [line] = [line for line in metrics.splitlines()
+                  if line.startswith(f'chatstore_webhook_oldest_undelivered_seconds{{webhook="{webhook["id"]}"}}')]
+        return float(line.split()[-1])
+    first = age()
+    time.sleep(1.1)
+    assert first < 1 and age() >= 1
