@@ -11,6 +11,8 @@ holder whose lease ran out and was taken finds its token gone and its writes cha
 The stream's position moves only when the batch in flight is delivered, to that batch's end: never past a
 change not delivered, never back.
 """
+from peewee import fn
+
 from models import Webhook, WebhookAttemptCount, WebhookDelivery, WebhookStream, database, on_postgresql
 from store.sql import execute, rows_as_dicts
 
@@ -68,7 +70,9 @@ def claim(token, now_ms, lease_until_ms, limit):
         ids = [row[0] for row in execute(due, {"now": now_ms, "limit": limit}).fetchall()]
         if not ids:
             return []
-        (WebhookStream.update(lease_token=token, lease_until=lease_until_ms)
+        # A claimed stream has something to deliver: waiting since now, if it was not already.
+        (WebhookStream.update(lease_token=token, lease_until=lease_until_ms,
+                              behind_since=fn.COALESCE(WebhookStream.behind_since, now_ms))
          .where(WebhookStream.id.in_(ids)).execute())
     return rows_as_dicts(execute(CLAIMED, {"token": token}))
 
