@@ -5,6 +5,7 @@ and refuse it with the same errors.
 """
 import functools
 import json
+import re
 
 from flask import current_app, request
 from marshmallow import ValidationError
@@ -117,3 +118,16 @@ def listing_position(scope, cursor):
     if type(position) is not int or position < 1:
         raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]}, "invalid cursor")
     return position
+
+
+# The largest row id (a 64-bit integer); a longer number is simply not found.
+MAX_ROW_ID = 2 ** 63 - 1
+ROW_ID = re.compile(r"[0-9]{1,19}")
+
+
+def row_id_or_404(text, message):
+    """An id in a path (an API key's, a webhook's) as the row id it names; anything else (not ASCII digits, such
+    as `¹`, which str.isdigit accepts, or too large) is simply not found."""
+    if ROW_ID.fullmatch(text) is None or int(text) > MAX_ROW_ID:
+        raise not_found(message)
+    return int(text)

@@ -7,7 +7,8 @@ from flask import Blueprint
 
 from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeySchema, ListQuerySchema
 from api.conditional import json_response, no_content
-from api.inputs import connect_database, json_object_body, listing_cursor, listing_position, load_or_422, query_or_422
+from api.inputs import (connect_database, json_object_body, listing_cursor, listing_position, load_or_422, query_or_422,
+                        row_id_or_404)
 from auth import api_key_digest, current_org, new_api_key, requires
 from errors import not_found
 from store import keys
@@ -17,8 +18,6 @@ bp.before_request(connect_database)
 create_schema, list_query_schema = ApiKeyCreateSchema(), ListQuerySchema()
 key_schema, created_schema = ApiKeySchema(), ApiKeyCreatedSchema()
 KEY_NOT_FOUND = "API key not found"
-# The largest id a key can have (a 64-bit row id); a longer number is simply not found.
-MAX_KEY_ID = 2 ** 63 - 1
 
 
 @bp.post("")
@@ -51,7 +50,7 @@ def list_api_keys():
 def revoke_api_key(id):  # noqa: A002 (the path's parameter, as /openapi.json names it)
     """Revoke a key of the org, at once for every worker and host; revoking it again changes nothing."""
     key_id = id
-    if not key_id.isdigit() or int(key_id) > MAX_KEY_ID or not keys.revoke(current_org(), int(key_id)):
+    if not keys.revoke(current_org(), row_id_or_404(key_id, KEY_NOT_FOUND)):
         raise not_found(KEY_NOT_FOUND)
     return no_content()
 

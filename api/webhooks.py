@@ -12,7 +12,7 @@ from admin_schemas import (DeliverySchema, ListQuerySchema, ReplayAcceptedSchema
 from api.conditional import json_response, no_content
 from api.cursors import CursorError, decode_since
 from api.inputs import (connect_database, json_object_body, listing_cursor, listing_position, load_or_422,
-                        query_or_422, signing_key)
+                        query_or_422, row_id_or_404, signing_key)
 from auth import current_org, requires
 from errors import not_found, validation_error
 from push import registry
@@ -24,7 +24,6 @@ create_schema, update_schema, replay_schema = WebhookCreateSchema(), WebhookUpda
 list_query_schema, webhook_schema, with_secret_schema = ListQuerySchema(), WebhookSchema(), WebhookWithSecretSchema()
 delivery_schema, replay_accepted_schema = DeliverySchema(), ReplayAcceptedSchema()
 WEBHOOK_NOT_FOUND = "webhook not found"
-MAX_ID = 2 ** 63 - 1  # the largest row id; a longer number is simply not found
 # The API's field names, as stored.
 STORED_NAMES = {"url": "url", "description": "description", "sessions": "sessions", "changedBy": "changed_by",
                 "enabled": "enabled"}
@@ -73,9 +72,7 @@ def list_webhooks():
 
 
 def _webhook_id_or_404(id):  # noqa: A002 (the path's parameter)
-    if not id.isdigit() or int(id) > MAX_ID:
-        raise not_found(WEBHOOK_NOT_FOUND)
-    return int(id)
+    return row_id_or_404(id, WEBHOOK_NOT_FOUND)
 
 
 def _webhook_or_404(id):  # noqa: A002

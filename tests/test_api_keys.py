@@ -81,7 +81,7 @@ def test_401_then_403_before_anything_is_looked_up(client, admins, who, status, 
 def test_another_orgs_key_is_not_found_and_stays_live(client, admins, keys):
     with models.database.connection_context():
         theirs = models.ApiKey.get(models.ApiKey.digest == api_key_digest(keys["other"])).id
-    for key_id in (str(theirs), "999999999", "0", "-1", "1e3", "9" * 30):
+    for key_id in (str(theirs), "999999999", "0", "-1", "1e3", "9" * 30, "¹", "١٢"):
         response = client.delete(f"{KEYS_URL}/{key_id}", headers=admins["jwt"])
         assert response.status_code == 404, key_id
         assert response.get_json() == error_body("not_found", "API key not found")

@@ -159,7 +159,7 @@ def test_checks_come_in_the_contracts_order(client, admins):
             response = client.open(url, method=method, data=too_big, headers=admins[refused])
             assert response.status_code == 403, (method, tail, refused)
             assert response.get_json()["error"]["code"] == "forbidden"
-        for missing in (theirs, "999999", "abc", "9" * 30):
+        for missing in (theirs, "999999", "abc", "9" * 30, "¹", "١٢"):
             response = client.open(f"{WEBHOOKS_URL}/{missing}{tail}", method=method, data=too_big,
                                    headers=admins["jwt"])
             assert response.status_code == 404, (method, tail, missing)
