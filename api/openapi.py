@@ -197,8 +197,21 @@ WEBHOOK_PARAMETER = {"name": "id", "in": "path", "required": True, "schema": {"t
 ADMIN_ONLY = " Needs the `admin` capability."
 
 
-def created(description, schema):
-    return {"201": {"description": description, "content": {"application/json": {"schema": schema}}}}
+def created(description, schema, links):
+    return {"201": {"description": description, "content": {"application/json": {"schema": schema}},
+                    "links": links}}
+
+
+
+def webhook_links(id_expression):
+    """From an answer naming a webhook (its id at `id_expression`) to what can be done with it."""
+    return {name: {"operationId": operation, "description": description, "parameters": {"id": id_expression}}
+            for name, operation, description in (
+                ("getWebhook", "getWebhook", "The webhook."),
+                ("updateWebhook", "updateWebhook", "Change the webhook."),
+                ("rotateWebhookSecret", "rotateWebhookSecret", "A new secret for the webhook."),
+                ("listWebhookDeliveries", "listWebhookDeliveries", "The webhook's attempts."),
+                ("replayWebhook", "replayWebhook", "Restart one of its sessions' streams."))}
 
 
 WEBHOOKS_OPERATIONS = {
@@ -208,14 +221,16 @@ WEBHOOKS_OPERATIONS = {
                         "prescribes, in order, from now on. The answer carries `secret`, shown this once. A URL "
                         "on a private, loopback, link-local, shared or reserved address is refused." + ADMIN_ONLY),
         "requestBody": {"required": True, "content": {"application/json": {"schema": "WebhookCreate"}}},
-        "responses": {**created("The endpoint, and its signing secret.", "WebhookWithSecret"),
+        "responses": {**created("The endpoint, and its signing secret.", "WebhookWithSecret",
+                                webhook_links("$response.body#/id")),
                       **error_responses(401, 403, 413, 422, 500, 503)},
     },
     "get": {
         "operationId": "listWebhooks", "tags": ["admin"], "summary": "List webhook endpoints",
         "description": "A page of the organization's endpoints, newest first; never a secret." + ADMIN_ONLY,
         "parameters": [{"in": "query", "schema": ListQuerySchema}, IF_NONE_MATCH],
-        "responses": {**ok("A page of endpoints.", "WebhookPage", etag=True), **NOT_MODIFIED,
+        "responses": {**with_links(ok("A page of endpoints.", "WebhookPage", etag=True),
+                                   webhook_links("$response.body#/data/0/id")), **NOT_MODIFIED,
                       **error_responses(401, 403, 422, 500, 503)},
     },
 }

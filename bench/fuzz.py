@@ -44,6 +44,9 @@ def seed(env, database_path):
                  + "\n" for n, server in enumerate(["s.whatsapp.net", "g.us", "lid", "newsletter", "broadcast"] * 4)]
         flask_command(env, "import-chats", session_id, "-", stdin_lines=lines)
         keys[org] = flask_command(env, "create-api-key", org, "--capabilities", "read,send,sync,admin")
+        # A webhook of each org (a public address, never reached: no delivery process runs here), so the stateful
+        # phase finds real webhook ids through the list's links, and tries each org's on the other.
+        flask_command(env, "create-webhook", org, f"https://93.184.215.14/hooks/{org}", "--session", session_id)
     return keys
 
 

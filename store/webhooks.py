@@ -15,6 +15,8 @@ INSERT_CHUNK = 200  # rows of one INSERT, well under SQLite's parameter limit
 # A stream ready to go again at once, nothing in flight, no failure counted.
 FRESH = {"message_id": None, "body": None, "batch_end": None, "attempts": 0, "failing_since": None,
          "next_attempt_at": 0}
+# Failures forgotten, the batch in flight kept (it goes again, as it was).
+FRESH_FAILURES = {"attempts": 0, "failing_since": None, "next_attempt_at": 0}
 
 
 def _as_dict(webhook):
@@ -99,10 +101,6 @@ def update(org_id, webhook_id, changes):
         if stored:
             Webhook.update(**stored).where(Webhook.id == webhook_id).execute()
     return find(org_id, webhook_id)
-
-
-# Failures forgotten, the batch in flight kept (it goes again, as it was).
-FRESH_FAILURES = {"attempts": 0, "failing_since": None, "next_attempt_at": 0}
 
 
 def delete(org_id, webhook_id):
