@@ -43,6 +43,13 @@ def json_response(payload, conditional=True):
     return response
 
 
+def created(payload, status=201):
+    """A 201 (or 202) with its JSON body: a new resource, never answered 304."""
+    response = json_response(payload, conditional=False)
+    response.status_code = status
+    return response
+
+
 def no_content():
     """A 204: no body, so no body type either."""
     response = Response(status=204)

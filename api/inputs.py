@@ -12,9 +12,10 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import models
-from api.cursors import CursorError, decode_cursor, encode_cursor
+from api.cursors import CursorError, decode_cursor, decode_since, encode_cursor
 from errors import not_found, validation_error
 from schemas import is_ulid
+from store import feed
 
 SESSION_NOT_FOUND = "session not found"
 
@@ -101,10 +102,29 @@ def signing_key():
     return key
 
 
+def since_position(session_id, since):
+    """The change-order position a `since` token stands for (the start without one); 422 naming `since` for a
+    token this server did not issue for this session's changes. The feed and a webhook's replay take it alike."""
+    if not since:
+        return feed.START
+    try:
+        return decode_since(signing_key(), session_id, since)
+    except CursorError as error:
+        raise validation_error({"since": [str(error)]}, "invalid since") from None
+
+
 def listing_cursor(scope, position):
     """The next page's cursor of an admin listing (keys, webhooks, attempts): the last row's id, signed over
     the listing's scope, so no other cursor passes for one."""
     return encode_cursor(signing_key(), scope, position, {})
+
+
+def listing_page(scope, limit, rows, schema):
+    """An admin listing's answer: up to `limit` of `rows` (read one beyond it, so whether more follow is known
+    without another read), dumped with `schema`, and the next page's cursor or null."""
+    page = rows[:limit]
+    next_cursor = listing_cursor(scope, page[-1]["id"]) if len(rows) > limit else None
+    return {"data": schema.dump(page, many=True), "nextCursor": next_cursor}
 
 
 def listing_position(scope, cursor):

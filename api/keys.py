@@ -6,8 +6,8 @@ simply not found. Each is auth -> schema -> store.keys -> schema, like the chats
 from flask import Blueprint
 
 from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeySchema, ListQuerySchema
-from api.conditional import json_response, no_content
-from api.inputs import (connect_database, json_object_body, listing_cursor, listing_position, load_or_422, query_or_422,
+from api.conditional import created, json_response, no_content
+from api.inputs import (connect_database, json_object_body, listing_page, listing_position, load_or_422, query_or_422,
                         row_id_or_404)
 from auth import api_key_digest, current_org, new_api_key, requires
 from errors import not_found
@@ -27,9 +27,7 @@ def create_api_key():
     body = load_or_422(create_schema, json_object_body())
     key = new_api_key()
     row = keys.create(current_org(), body["name"], body["capabilities"], api_key_digest(key), body["expiresAt"])
-    response = json_response(created_schema.dump({**row, "key": key}), conditional=False)
-    response.status_code = 201
-    return response
+    return created(created_schema.dump({**row, "key": key}))
 
 
 @bp.get("")
@@ -40,9 +38,7 @@ def list_api_keys():
     query = query_or_422(list_query_schema)
     before_id = listing_position(_scope(org_id), query.get("cursor"))
     rows = keys.page(org_id, before_id, query["limit"] + 1)
-    page, more = rows[:query["limit"]], len(rows) > query["limit"]
-    next_cursor = listing_cursor(_scope(org_id), page[-1]["id"]) if more else None
-    return json_response({"data": key_schema.dump(page, many=True), "nextCursor": next_cursor})
+    return json_response(listing_page(_scope(org_id), query["limit"], rows, key_schema))
 
 
 @bp.delete("/<id>")

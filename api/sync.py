@@ -9,12 +9,12 @@ from flask import Blueprint, current_app
 import models
 from api.chats import owned_session_or_404
 from api.conditional import json_response
-from api.cursors import CursorError, decode_since, encode_since
+from api.cursors import encode_since
 from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
-                        session_id_or_404, signing_key)
+                        session_id_or_404, signing_key, since_position)
 from api.lines import load_sync_body
 from auth import current_owner, requires
-from errors import ApiError, not_found, validation_error
+from errors import ApiError, not_found
 from store import feed, writes
 from store.watch import watcher
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, dump_change
@@ -72,12 +72,3 @@ def list_changes(sid):
             picked, position, has_more = feed.page_of_changes(found.rows, window - 1, limit, changed_by, position)
     return json_response({"data": [dump_change(row) for row in picked],
                           "nextSince": encode_since(signing_key(), session_id, position), "hasMore": has_more})
-
-
-def since_position(session_id, since):
-    if not since:
-        return feed.START
-    try:
-        return decode_since(signing_key(), session_id, since)
-    except CursorError as error:
-        raise validation_error({"since": [str(error)]}, "invalid since") from None

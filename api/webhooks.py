@@ -9,14 +9,13 @@ from flask import Blueprint, current_app
 
 from admin_schemas import (DeliverySchema, ListQuerySchema, ReplayAcceptedSchema, ReplaySchema, WebhookCreateSchema,
                            WebhookSchema, WebhookUpdateSchema, WebhookWithSecretSchema)
-from api.conditional import json_response, no_content
-from api.cursors import CursorError, decode_since
-from api.inputs import (connect_database, json_object_body, listing_cursor, listing_position, load_or_422,
-                        query_or_422, row_id_or_404, signing_key)
+from api.conditional import created, json_response, no_content
+from api.inputs import (connect_database, json_object_body, listing_page, listing_position, load_or_422,
+                        query_or_422, row_id_or_404, since_position)
 from auth import current_org, requires
 from errors import not_found, validation_error
 from push import registry
-from store import feed, webhooks
+from store import webhooks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks")
 bp.before_request(connect_database)
@@ -31,12 +30,6 @@ STORED_NAMES = {"url": "url", "description": "description", "sessions": "session
 
 def _config():
     return current_app.config["CHATSTORE"]
-
-
-def _created(body):
-    response = json_response(body, conditional=False)
-    response.status_code = 201
-    return response
 
 
 def _checked(org_id, fields):
@@ -55,7 +48,7 @@ def create_webhook():
     _checked(org_id, body)
     row, secret = registry.register(_config(), org_id, body["url"], body["description"], body["sessions"],
                                     body["changedBy"])
-    return _created(with_secret_schema.dump({**row, "secret": secret}))
+    return created(with_secret_schema.dump({**row, "secret": secret}))
 
 
 @bp.get("")
@@ -66,9 +59,7 @@ def list_webhooks():
     query = query_or_422(list_query_schema)
     scope = f"webhooks/{org_id}"
     rows = webhooks.page(org_id, listing_position(scope, query.get("cursor")), query["limit"] + 1)
-    page, more = rows[:query["limit"]], len(rows) > query["limit"]
-    return json_response({"data": webhook_schema.dump(page, many=True),
-                          "nextCursor": listing_cursor(scope, page[-1]["id"]) if more else None})
+    return json_response(listing_page(scope, query["limit"], rows, webhook_schema))
 
 
 def _webhook_id_or_404(id):  # noqa: A002 (the path's parameter)
@@ -128,9 +119,7 @@ def list_deliveries(id):  # noqa: A002
     query = query_or_422(list_query_schema)
     scope = f"webhooks/{webhook['org']}/{webhook['id']}/deliveries"
     rows = webhooks.deliveries_page(webhook["id"], listing_position(scope, query.get("cursor")), query["limit"] + 1)
-    page, more = rows[:query["limit"]], len(rows) > query["limit"]
-    return json_response({"data": delivery_schema.dump(page, many=True),
-                          "nextCursor": listing_cursor(scope, page[-1]["id"]) if more else None})
+    return json_response(listing_page(scope, query["limit"], rows, delivery_schema))
 
 
 @bp.post("/<id>/replay")
@@ -143,14 +132,6 @@ def replay(id):  # noqa: A002
     followed = webhook["sessions"] is None or session_id in webhook["sessions"]
     if webhooks.not_the_orgs(org_id, [session_id]) or not followed:
         raise validation_error({"sessionId": ["is not a session of this organization that this webhook follows"]})
-    position = feed.START
-    if body["since"]:
-        try:
-            position = decode_since(signing_key(), session_id, body["since"])
-        except CursorError as error:
-            raise validation_error({"since": [str(error)]}, "invalid since") from None
+    position = since_position(session_id, body["since"])
     webhooks.replay(webhook["id"], session_id, position)
-    response = json_response(replay_accepted_schema.dump({"sessionId": session_id, "since": body["since"]}),
-                             conditional=False)
-    response.status_code = 202
-    return response
+    return created(replay_accepted_schema.dump({"sessionId": session_id, "since": body["since"]}), status=202)

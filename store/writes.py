@@ -9,8 +9,6 @@ import io
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
-import peewee
-
 import models
 from models import DRIVER_ERRORS_AS_PEEWEE, Chat, ChatTombstone, database
 from store import change_order, reads

@@ -191,7 +191,10 @@ def test_term_exits_within_10_seconds_and_the_abandoned_attempt_goes_again(app, 
             "/api/v1/webhooks", json={"url": receiver.url + "/slow"},
             headers={"Authorization": f"Bearer {identity_provider.mint({'org_id': 'acme', 'org_role': 'admin'})}"})
         # Registered by an app without WEBHOOK_ALLOW_PRIVATE_TARGETS: refused; register it as the CLI would.
-        assert made.status_code == 422
+        assert (made.status_code, made.get_json()) == (422, {"error": {
+            "code": "validation_error", "message": "request is not valid", "details": {"url": [
+                "the URL must not resolve to a loopback, private, link-local, shared (CGNAT), multicast, reserved or "
+                "unspecified address"]}}})
         created = subprocess.run([FLASK, "--app", "app", "create-webhook", "acme", receiver.url + "/slow"], cwd=ROOT,
                                  env={**os.environ, **environ}, capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stderr

@@ -17,6 +17,7 @@ HOOK = "https://93.184.215.14/hooks/chatstore?team=7"  # a public address, never
 WEBHOOK_FIELDS = {"id", "url", "description", "sessions", "changedBy", "enabled", "disabledReason", "createdAt"}
 REFUSED = ("the URL must not resolve to a loopback, private, link-local, shared (CGNAT), multicast, reserved or "
            "unspecified address")
+TOO_LARGE = error_body("payload_too_large", "request body too large")
 UNKNOWN_SESSIONS = {"sessions": ["names sessions that are not this organization's"]}
 
 
@@ -154,11 +155,13 @@ def test_checks_come_in_the_contracts_order(client, admins):
              ("POST", "/replay")]
     for method, tail in paths:
         url = f"{WEBHOOKS_URL}/{theirs}{tail}"
-        assert client.open(url, method=method, data=too_big).status_code == 401
+        unauthorized = client.open(url, method=method, data=too_big)
+        assert (unauthorized.status_code, unauthorized.get_json()) == (401, error_body(
+            "unauthorized", "missing Authorization header; send Authorization: Bearer <token>"))
         for refused in ("member", "no admin key"):
             response = client.open(url, method=method, data=too_big, headers=admins[refused])
             assert response.status_code == 403, (method, tail, refused)
-            assert response.get_json()["error"]["code"] == "forbidden"
+            assert response.get_json() == error_body("forbidden", "this token lacks the 'admin' capability")
         for missing in (theirs, "999999", "abc", "9" * 30, "¹", "١٢"):
             response = client.open(f"{WEBHOOKS_URL}/{missing}{tail}", method=method, data=too_big,
                                    headers=admins["jwt"])
@@ -166,8 +169,9 @@ def test_checks_come_in_the_contracts_order(client, admins):
             assert response.get_json() == error_body("not_found", "webhook not found")
     for method, tail in (("PATCH", ""), ("POST", "/replay")):
         response = client.open(f"{WEBHOOKS_URL}/{own}{tail}", method=method, data=too_big, headers=admins["jwt"])
-        assert response.status_code == 413
-    assert client.post(WEBHOOKS_URL, data=too_big, headers=admins["jwt"]).status_code == 413
+        assert (response.status_code, response.get_json()) == (413, TOO_LARGE)
+    response = client.post(WEBHOOKS_URL, data=too_big, headers=admins["jwt"])
+    assert (response.status_code, response.get_json()) == (413, TOO_LARGE)
     assert client.get(f"{WEBHOOKS_URL}/{theirs}", headers=admins["globex"]).status_code == 200
 
 
@@ -185,9 +189,11 @@ def test_the_list_pages_newest_first_with_a_signed_cursor(client, admins):
             break
     assert seen == list(reversed(made))
     second = client.get(WEBHOOKS_URL, query_string={"limit": 2}, headers=admins["jwt"]).get_json()["nextCursor"]
-    response = client.get(WEBHOOKS_URL, query_string={"cursor": second}, headers=admins["globex"])
-    assert response.status_code == 422
-    assert response.get_json()["error"]["details"] == {"cursor": ["cursor was not issued by this server for this listing"]}
+    for cursor in (second, second[:-2], "garbled"):
+        response = client.get(WEBHOOKS_URL, query_string={"cursor": cursor}, headers=admins["globex"])
+        assert response.status_code == 422
+        assert response.get_json() == error_body("validation_error", "invalid cursor", {
+            "cursor": ["cursor was not issued by this server for this listing"]})
 
 
 def test_patch_changes_what_it_was_sent_and_nothing_else(client, admins):
@@ -201,14 +207,16 @@ def test_patch_changes_what_it_was_sent_and_nothing_else(client, admins):
     assert client.get(url, headers=admins["jwt"]).get_json() == expected
     disabled = client.patch(url, json={"enabled": False, "url": "https://93.184.215.15/other"}, headers=admins["jwt"])
     assert disabled.get_json() == expected | {"enabled": False, "url": "https://93.184.215.15/other"}
-    for body, details in (({"url": None}, {"url": ["Field may not be null."]}),
-                          ({"url": "http://10.0.0.1/"}, {"url": [REFUSED]}),
-                          ({"sessions": [OTHER_SESSION_ID]}, UNKNOWN_SESSIONS),
-                          ({"enabled": "yes"}, {"enabled": ["must be a JSON boolean: true or false"]}),
-                          ({"secret": "x"}, {"secret": ["Unknown field."]})):
+    for body, message, details in (
+            ({"url": None}, "invalid url", {"url": ["Field may not be null."]}),
+            ({"url": "http://10.0.0.1/"}, "request is not valid", {"url": [REFUSED]}),
+            ({"sessions": [OTHER_SESSION_ID]}, "request is not valid", UNKNOWN_SESSIONS),
+            ({"enabled": "yes"}, "invalid enabled", {"enabled": ["must be a JSON boolean: true or false"]}),
+            ({"secret": "x"}, "invalid secret", {"secret": ["Unknown field."]}),
+            ([], "body must be a JSON object", {"body": ["must be a JSON object"]})):
         response = client.patch(url, json=body, headers=admins["jwt"])
         assert response.status_code == 422, body
-        assert response.get_json()["error"]["details"] == details
+        assert response.get_json() == error_body("validation_error", message, details)
     assert client.get(url, headers=admins["jwt"]).get_json() == disabled.get_json()
 
 
@@ -260,14 +268,15 @@ def test_replay_restarts_a_sessions_stream(client, admins, worker_headers):
     assert client.post(url, json={"sessionId": SESSION_ID.lower(), "since": since},
                        headers=admins["jwt"]).status_code == 202
     assert streams_of(made["id"])[SESSION_ID]["position"] == stored("1@s.whatsapp.net")["change_seq"]
-    for body, details in (({"sessionId": OTHER_SESSION_ID}, {"sessionId": [
-                               "is not a session of this organization that this webhook follows"]}),
-                          ({"sessionId": SESSION_ID, "since": "garbage"}, {"since": [
-                              "since was not issued by this server for this session's changes"]}),
-                          ({}, {"sessionId": ["Missing data for required field."]})):
+    for body, message, details in (
+            ({"sessionId": OTHER_SESSION_ID}, "request is not valid", {"sessionId": [
+                "is not a session of this organization that this webhook follows"]}),
+            ({"sessionId": SESSION_ID, "since": "garbage"}, "invalid since", {"since": [
+                "since was not issued by this server for this session's changes"]}),
+            ({}, "invalid sessionId", {"sessionId": ["Missing data for required field."]})):
         response = client.post(url, json=body, headers=admins["jwt"])
         assert response.status_code == 422, body
-        assert response.get_json()["error"]["details"] == details
+        assert response.get_json() == error_body("validation_error", message, details)
 
 
 def test_secrets_are_sealed_at_rest_when_a_key_is_set(make_app, admins, base_environ):
