@@ -65,6 +65,16 @@ def _pooled_database(url, pool_size, **driver_options):
                                           connect_timeout=3, **common, **driver_options)
 
 
+class UnpingedPsycopg2Adapter(peewee.Psycopg2Adapter):
+    """peewee's psycopg2 adapter without the `SELECT 1` its liveness check sends for every connection the pool
+    hands out: an idle connection is taken at the driver's word (ReconnectingPostgresqlDatabase says why)."""
+
+    def is_connection_closed(self, conn):
+        if self.txn_status(conn) == self.txn_idle:
+            return bool(conn.closed)  # the driver's own flags: no round trip
+        return super().is_connection_closed(conn)  # lost, or left in a transaction: peewee's own check
+
+
 class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDatabase):
     """PostgreSQL connections handed out without a ping; a read on a connection the server dropped is retried.
     The hot reads run as prepared statements (prepared.py).
@@ -79,14 +89,13 @@ class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDat
     request comes after that request's first read, which has already replaced a
     dropped connection.
 
-    `_is_closed` is the one pool method overridden: it is the per-driver liveness
-    check every one of peewee's Pooled…Database classes defines for itself, and
-    the only way to keep one round trip per request; everything else is the
-    pool's public API (manual_close, close_idle, connect).
+    The pool is peewee's as it is: the driver adapter it consults is chosen by
+    `psycopg2_adapter`, a class attribute of peewee's PostgreSQL database, and
+    a dropped connection is replaced with the pool's public API (manual_close,
+    close_idle, connect).
     """
 
-    def _is_closed(self, conn):
-        return conn.closed != 0  # the driver's own flag: no round trip
+    psycopg2_adapter = UnpingedPsycopg2Adapter
 
     def execute_sql(self, sql, params=None):
         try:

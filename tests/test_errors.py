@@ -71,15 +71,14 @@ def test_a_hot_read_that_sqlite_aborts_is_503(client, headers, orgs, database_ur
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's driver")
     add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
-    assert client.get(url, headers=headers).status_code == 200  # the pool now holds an idle connection
-    idle = [connection for _, _, connection in models.database.obj._connections]
-    for connection in idle:
-        connection.set_progress_handler(lambda: 1, 1)  # SQLite aborts the next statement: "interrupted"
+    assert client.get(url, headers=headers).status_code == 200  # the pool now holds one idle connection
+    with models.database.connection_context():  # that one, checked out and back in: the request's next
+        idle = models.database.connection()
+    idle.set_progress_handler(lambda: 1, 1)  # SQLite aborts the next statement: "interrupted"
     try:
         response = client.get(url, headers=headers)
     finally:
-        for connection in idle:
-            connection.set_progress_handler(None, 1)
+        idle.set_progress_handler(None, 1)
     assert response.status_code == 503
     assert response.get_json() == error_body("unavailable", "the database is not answering; try again shortly")
     assert client.get(url, headers=headers).status_code == 200  # the connection went back to the pool whole

@@ -1,7 +1,9 @@
 """The house's own rules, held: each fact stated once, authentication settled in one place, public framework
 APIs only."""
+import ast
 import pathlib
 import re
+import sys
 
 import pytest
 from flask import Blueprint, jsonify
@@ -88,14 +90,56 @@ def test_a_view_that_reads_nothing_still_has_its_key_settled(probe, keys, orgs, 
         assert response.get_json() == error_body("forbidden" if status == 403 else "unauthorized", message)
 
 
+# The leading-underscore names a library documents for use: werkzeug's proxies, peewee's model metadata,
+# marshmallow's field extension points, a named tuple's methods; and the dunders every object has.
+DOCUMENTED_PRIVATE_NAMES = {"_get_current_object", "_meta", "_serialize", "_deserialize", "_replace", "_asdict"}
+# Names that are the old violations, kept as a check of the check.
 PRIVATE_NAMES = re.compile(r"_got_first_request|request_ctx|_after_request_functions|make_default_options_response"
                            r"|\._status_code|_pool_lock|\._in_use\b|_heap_counter|_close_raw|_can_reuse|\._connections\b"
-                           r"|__exception_wrapper__|\._value\b|\._sum\b|\._buckets\b|ValueClass|\._state\b")
+                           r"|__exception_wrapper__|\._value\b|\._sum\b|\._buckets\b|ValueClass|\._state\b|_is_closed")
+
+
+def project_sources():
+    return [path for path in ROOT.glob("**/*.py")
+            if not {".venv", "tests", "bench", "migrations"} & set(path.relative_to(ROOT).parts)]
+
+
+def is_private(name):
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
 def test_no_source_reaches_into_a_frameworks_private_names():
-    sources = [path for path in ROOT.glob("**/*.py")
-               if not {".venv", "tests", "bench", "migrations"} & set(path.relative_to(ROOT).parts)]
+    sources = project_sources()
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in sources
              for number, line in enumerate(path.read_text().splitlines(), 1) if PRIVATE_NAMES.search(line)]
     assert len(sources) > 20 and found == []
+
+
+def test_no_source_reads_a_private_name_of_anything_but_itself():
+    """`x._name` only where x is the object's own `self` or `cls`, or the name is one a library documents."""
+    found = []
+    for path in project_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and is_private(node.attr)
+                    and node.attr not in DOCUMENTED_PRIVATE_NAMES
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}")
+    assert found == []
+
+
+def test_no_class_overrides_a_librarys_private_method():
+    """A class of ours may extend a library's class through its public methods only (and marshmallow's documented
+    `_serialize`/`_deserialize`): a private method of the library's, overridden, is an internal it may change."""
+    sources = {str(path) for path in project_sources()}
+    ours = {name: module for name, module in list(sys.modules.items()) if getattr(module, "__file__", None) in sources}
+    overrides = []
+    for module_name, module in ours.items():
+        for cls in vars(module).values():
+            if not (isinstance(cls, type) and cls.__module__ == module_name):
+                continue
+            library_bases = [base for base in cls.__mro__[1:] if base.__module__ not in ours and base is not object]
+            overrides += [f"{module_name}.{cls.__name__}.{name}" for name, value in vars(cls).items()
+                          if is_private(name) and name not in DOCUMENTED_PRIVATE_NAMES
+                          and getattr(value, "__module__", None) == module_name  # written here, not by a metaclass
+                          and any(hasattr(base, name) for base in library_bases)]
+    assert len(ours) > 20 and overrides == []
