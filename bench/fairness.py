@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests")]
 
 from hostile import JID, SESSION_ID, percentile, scratch_database, seed  # noqa: E402
-from run import Served, UNITS  # noqa: E402
+from driving import UNITS, Served  # noqa: E402
 
 PERCENTILES = re.compile(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 NEIGHBOUR_INTERVAL_SECONDS = 0.05
