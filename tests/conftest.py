@@ -86,7 +86,10 @@ def suite_log():
     yield capture, tokens
     text = "\n".join(capture.lines)
     assert capture.lines or not tokens, "requests were made but nothing was logged"
-    leaked = [token[:12] + "…" for token in tokens if len(token) >= 16 and token in text]
+    # Only what could be a secret: keys are base62 and JWTs base64url, so none has a "/". Hypothesis, sending
+    # any header at all, draws strings from the code's own constants too, and a path it sent as a token is
+    # rightly in the log as the path it also is.
+    leaked = [token[:12] + "…" for token in tokens if len(token) >= 16 and "/" not in token and token in text]
     signatures = [token[:12] + "…" for token in tokens if token.count(".") == 2 and len(token.split(".")[2]) >= 16
                   and token.split(".")[2] in text]
     assert not leaked and not signatures, f"tokens in the log: {leaked + signatures}"
