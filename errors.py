@@ -47,8 +47,10 @@ def not_found(message):
     return ApiError(404, message)
 
 
-def validation_error(details, message="request is not valid"):
-    return ApiError(422, message, details)
+def validation_error(details, message=None):
+    """A 422 naming what was refused, field by field in `details`; its message names the fields too, unless a
+    message of its own says more (a body that is not JSON at all)."""
+    return ApiError(422, message or "invalid " + ", ".join(sorted(map(str, details))), details)
 
 
 def error_response(status, code, message, details=None, headers=None):

@@ -97,8 +97,7 @@ def page_position(session_id, query):
     try:
         position, cursor_filters = decode_cursor(signing_key(), session_id, query["cursor"])
     except CursorError as error:
-        raise validation_error({"cursor": [str(error)]}, "invalid cursor") from None
+        raise validation_error({"cursor": [str(error)]}) from None
     if any(cursor_filters.get(name) != value for name, value in filters.items()):
-        raise validation_error({"cursor": ["filters differ from those the cursor was issued for"]},
-                               "invalid cursor")
+        raise validation_error({"cursor": ["filters differ from those the cursor was issued for"]})
     return cursor_filters, position

@@ -39,8 +39,7 @@ def load_or_422(schema, data):
     try:
         return schema.load(data) if hasattr(schema, "load") else schema(data)
     except ValidationError as error:
-        raise validation_error(error.normalized_messages(),
-                               "invalid " + ", ".join(sorted(map(str, error.normalized_messages())))) from None
+        raise validation_error(error.normalized_messages()) from None
 
 
 def query_or_422(schema):
@@ -61,8 +60,7 @@ def single_valued(args, schema):
     """The query as a dict; a parameter of ours given twice is ambiguous, so it is a 422."""
     repeated = sorted(name for name in schema.fields if len(args.getlist(name)) > 1)
     if repeated:
-        raise validation_error({name: ["given more than once"] for name in repeated},
-                               "invalid " + ", ".join(repeated))
+        raise validation_error({name: ["given more than once"] for name in repeated})
     return args.to_dict()
 
 
@@ -110,7 +108,7 @@ def since_position(session_id, since):
     try:
         return decode_since(signing_key(), session_id, since)
     except CursorError as error:
-        raise validation_error({"since": [str(error)]}, "invalid since") from None
+        raise validation_error({"since": [str(error)]}) from None
 
 
 def listing_cursor(scope, position):
@@ -134,9 +132,9 @@ def listing_position(scope, cursor):
     try:
         position, _ = decode_cursor(signing_key(), scope, cursor)
     except CursorError as error:
-        raise validation_error({"cursor": [str(error)]}, "invalid cursor") from None
+        raise validation_error({"cursor": [str(error)]}) from None
     if type(position) is not int or position < 1:
-        raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]}, "invalid cursor")
+        raise validation_error({"cursor": ["cursor was not issued by this server for this listing"]})
     return position
 
 

@@ -192,7 +192,7 @@ def test_term_exits_within_10_seconds_and_the_abandoned_attempt_goes_again(app, 
             headers={"Authorization": f"Bearer {identity_provider.mint({'org_id': 'acme', 'org_role': 'admin'})}"})
         # Registered by an app without WEBHOOK_ALLOW_PRIVATE_TARGETS: refused; register it as the CLI would.
         assert (made.status_code, made.get_json()) == (422, {"error": {
-            "code": "validation_error", "message": "request is not valid", "details": {"url": [
+            "code": "validation_error", "message": "invalid url", "details": {"url": [
                 "the URL must not resolve to a loopback, private, link-local, shared (CGNAT), multicast, reserved or "
                 "unspecified address"]}}})
         created = subprocess.run([FLASK, "--app", "app", "create-webhook", "acme", receiver.url + "/slow"], cwd=ROOT,

@@ -113,7 +113,7 @@ def test_a_new_endpoint_receives_what_commits_after_it(client, admins):
 def test_a_refused_target_is_422_naming_url_and_stores_nothing(client, admins, url, reason):
     response = make(client, admins["jwt"], url=url)
     assert response.status_code == 422
-    assert response.get_json() == error_body("validation_error", "request is not valid", {"url": [reason]})
+    assert response.get_json() == error_body("validation_error", "invalid url", {"url": [reason]})
     with models.database.connection_context():
         assert models.Webhook.select().count() == 0
 
@@ -127,7 +127,7 @@ def test_private_targets_are_allowed_when_the_operator_says_so(make_app, admins)
 def test_sessions_must_be_the_orgs_own_without_saying_whose_they_are(client, admins, sessions):
     response = make(client, admins["jwt"], sessions=sessions)
     assert response.status_code == 422
-    assert response.get_json() == error_body("validation_error", "request is not valid", UNKNOWN_SESSIONS)
+    assert response.get_json() == error_body("validation_error", "invalid sessions", UNKNOWN_SESSIONS)
 
 
 @pytest.mark.parametrize("body, details", [
@@ -209,8 +209,8 @@ def test_patch_changes_what_it_was_sent_and_nothing_else(client, admins):
     assert disabled.get_json() == expected | {"enabled": False, "url": "https://93.184.215.15/other"}
     for body, message, details in (
             ({"url": None}, "invalid url", {"url": ["Field may not be null."]}),
-            ({"url": "http://10.0.0.1/"}, "request is not valid", {"url": [REFUSED]}),
-            ({"sessions": [OTHER_SESSION_ID]}, "request is not valid", UNKNOWN_SESSIONS),
+            ({"url": "http://10.0.0.1/"}, "invalid url", {"url": [REFUSED]}),
+            ({"sessions": [OTHER_SESSION_ID]}, "invalid sessions", UNKNOWN_SESSIONS),
             ({"enabled": "yes"}, "invalid enabled", {"enabled": ["must be a JSON boolean: true or false"]}),
             ({"secret": "x"}, "invalid secret", {"secret": ["Unknown field."]}),
             ([], "body must be a JSON object", {"body": ["must be a JSON object"]})):
@@ -269,7 +269,7 @@ def test_replay_restarts_a_sessions_stream(client, admins, worker_headers):
                        headers=admins["jwt"]).status_code == 202
     assert streams_of(made["id"])[SESSION_ID]["position"] == stored("1@s.whatsapp.net")["change_seq"]
     for body, message, details in (
-            ({"sessionId": OTHER_SESSION_ID}, "request is not valid", {"sessionId": [
+            ({"sessionId": OTHER_SESSION_ID}, "invalid sessionId", {"sessionId": [
                 "is not a session of this organization that this webhook follows"]}),
             ({"sessionId": SESSION_ID, "since": "garbage"}, "invalid since", {"since": [
                 "since was not issued by this server for this session's changes"]}),
