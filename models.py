@@ -6,6 +6,7 @@ importing this module never connects: gunicorn forks its workers after import.
 import datetime
 import os
 import secrets
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -20,6 +21,8 @@ from store import prepared
 
 database = DatabaseProxy()
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+# The driver's errors as peewee's, as execute_sql gives them, for statements sent on the driver directly.
+DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 # Chats with no message sort after every real timestamp (newest first).
 NO_MESSAGE_SORT_AT = -(2 ** 63)
 SQLITE_BUSY_TIMEOUT_MS = 5000   # how long a write waits for another's, in all
@@ -27,8 +30,6 @@ SQLITE_BUSY_SLICE_MS = 5        # how long SQLite itself blocks at a time (see C
 DEFAULT_POOL_SIZE = 10          # connections per worker process (DB_POOL_SIZE)
 POOL_WAIT_SECONDS = 10          # how long a request waits for a free one before failing with 503
 CURSOR_SECRET_SETTING = "cursor_secret"
-# The driver's errors as peewee's, as execute_sql gives them, for statements sent on the driver directly.
-DRIVER_ERRORS_AS_PEEWEE = peewee.ExceptionWrapper(peewee.EXCEPTIONS)
 
 
 def bind_database(url, pool_size=DEFAULT_POOL_SIZE):
@@ -43,23 +44,22 @@ _pools = {}
 
 
 def _pooled_database(url, pool_size, **driver_options):
-    # No connection is opened here; each worker process opens its own on first use. A request
-    # beyond pool_size waits for a free connection (POOL_WAIT_SECONDS), so a worker holding a
-    # thousand greenlets never opens a thousand database connections.
+    # No connection is opened here: a request checks one out with its first statement that needs one
+    # (peewee's autoconnect) and gives it back at its end (app.close_database). A request beyond pool_size
+    # waits for a free connection (POOL_WAIT_SECONDS), so a worker holding a thousand greenlets never opens
+    # a thousand database connections.
     parts = urlsplit(url)
-    common = {"autoconnect": False, "max_connections": pool_size, "timeout": POOL_WAIT_SECONDS,
+    common = {"max_connections": pool_size, "timeout": POOL_WAIT_SECONDS,
               "stale_timeout": 300}
     if parts.scheme == "sqlite":
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        return CooperativeSqliteDatabase(
-            path or "chatstore.db",
-            pragmas={"journal_mode": "wal", "foreign_keys": 1,
-                     "busy_timeout": SQLITE_BUSY_SLICE_MS, "synchronous": "normal"},
-            # Every write transaction takes the write lock up front, so two
-            # writers queue instead of deadlocking on upgrade.
-            lock_type="IMMEDIATE",
-            check_same_thread=False,
-            **common, **driver_options)
+        path = (parts.path[1:] if parts.path.startswith("/") else parts.path) or "chatstore.db"
+        connection_options = {"pragmas": {"journal_mode": "wal", "foreign_keys": 1,
+                                          "busy_timeout": SQLITE_BUSY_SLICE_MS, "synchronous": "normal"},
+                              "check_same_thread": False, **driver_options}
+        # Every write transaction takes the write lock up front, so two writers queue instead of deadlocking
+        # on upgrade.
+        return CooperativeSqliteDatabase(path, reads=SqliteReadConnection(path, **connection_options),
+                                         lock_type="IMMEDIATE", **common, **connection_options)
     # postgres:// (Heroku's spelling) and postgresql:// alike.
     return ReconnectingPostgresqlDatabase(**db_url.parse(url, unquote_password=True, unquote_user=True),
                                           connect_timeout=3, **common, **driver_options)
@@ -118,7 +118,8 @@ class ReconnectingPostgresqlDatabase(prepared.PreparedReads, PooledPostgresqlDat
 
 
 class CooperativeSqliteDatabase(PooledSqliteDatabase):
-    """SQLite whose write transactions wait for the write lock in Python, sleeping in between tries.
+    """SQLite whose hot reads share the process's read connection, and whose write transactions wait for the
+    write lock in Python, sleeping in between tries.
 
     SQLite's own busy handler sleeps inside C, a millisecond at least, where
     gevent can't switch: two workers taking turns at the write lock would
@@ -130,16 +131,16 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
     the short busy wait (SQLITE_BUSY_SLICE_MS); WAL readers never wait for writers.
     """
 
+    def __init__(self, database, reads, **kwargs):
+        super().__init__(database, **kwargs)
+        self.reads = reads  # a SqliteReadConnection to the same file
+
     def execute_read(self, sql, params):
-        """A hot read (store/reads.py), sent on the request's connection as it is: sqlite3 keeps each text's
-        compiled statement, and execute_sql's layers (a debug log call, query hooks, a cursor made after
-        checking the connection again) cost as much as SQLite's own work for one chat. `connection()` is the
-        request's, opened by the request (with none open, peewee refuses, autoconnect being off), and the
-        driver's errors are peewee's, as execute_sql gives them."""
-        if self.is_closed():
-            return self.execute_sql(sql, params)  # peewee's own refusal: autoconnect is off
-        with DRIVER_ERRORS_AS_PEEWEE:
-            return self.connection().cursor().execute(sql, params)
+        """A hot read's rows: on the process's read connection (SqliteReadConnection), or inside a write's
+        transaction on the request's own connection, which sees the transaction's rows."""
+        if self.in_transaction():
+            return self.execute_sql(sql, params).fetchall()
+        return self.reads.rows(sql, params)
 
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -157,6 +158,52 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
                 pause = min(pause * 2, 0.005)
         finally:
             connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SLICE_MS}")
+
+
+class SqliteReadConnection:
+    """SQLite's hot reads: one read-only connection per process, shared by its requests.
+
+    A hot read (store/reads.py, pages.py, feed.py) is one SELECT outside any
+    transaction. On SQLite that is a function call that never waits on a
+    socket: under gevent no other request runs while it does, and it leaves
+    nothing open behind it (its rows are fetched whole). So a worker's requests
+    need no connection of their own to read: they share this one, and a GET of
+    a chat checks nothing out of the pool. (A checkout and check-in of peewee's
+    pool cost 15 µs a request under gevent, whose locks are Python's: 15% of a
+    GET of one chat, in-process.)
+
+    It is peewee's SqliteDatabase with `thread_safe=False` (one connection
+    state for the process, not one per greenlet) and `query_only` on, so
+    nothing writes through it. A lock makes it safe under real threads too
+    (`flask run`, gthread workers), which take turns; under gevent nobody waits
+    for it, since a read does not yield. Each statement sees every commit made
+    before it began (WAL), on whichever connection.
+    """
+
+    def __init__(self, path, pragmas, **connect_options):
+        self.path, self.pragmas, self.connect_options = path, {**pragmas, "query_only": 1}, connect_options
+        self.lock, self.database = threading.Lock(), self._new_database()
+        # SQLite's rule for fork(): a connection opened before it is not used after it in the child, not even to
+        # be closed (its locks are the parent's). A child starts its own and keeps the inherited one, untouched.
+        self.inherited = []
+        os.register_at_fork(after_in_child=self._start_afresh)
+
+    def _new_database(self):
+        return peewee.SqliteDatabase(self.path, pragmas=self.pragmas, thread_safe=False, **self.connect_options)
+
+    def _start_afresh(self):
+        self.inherited.append(self.database)
+        self.lock, self.database = threading.Lock(), self._new_database()
+
+    def rows(self, sql, params):
+        """A SELECT's rows, fetched whole."""
+        with self.lock, DRIVER_ERRORS_AS_PEEWEE:
+            return self.database.connection().cursor().execute(sql, params).fetchall()
+
+    def connection(self):
+        """The driver's connection, opened if need be (tests make SQLite misbehave on it)."""
+        with self.lock:
+            return self.database.connection()
 
 
 def migrate():

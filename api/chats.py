@@ -3,8 +3,8 @@ from flask import Blueprint, current_app
 
 from api.conditional import check_if_match, if_match_guard, json_response
 from api.cursors import CursorError, decode_cursor, encode_cursor
-from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
-                        session_id_or_404, signing_key)
+from api.inputs import (SESSION_NOT_FOUND, json_object_body, load_or_422, query_or_422, session_id_or_404,
+                        signing_key)
 from auth import current_owner, requires
 from errors import ApiError, not_found, validation_error
 from schemas import (ChatListQuerySchema, ChatPatchSchema, ChatSchema, chat_changes, chat_type, compiled_dumper,
@@ -16,9 +16,6 @@ dump_page_row = compiled_dumper(ChatSchema(), pages.ROW_COLUMNS)
 patch_schema = ChatPatchSchema()
 list_query_schema = ChatListQuerySchema()
 CHAT_NOT_FOUND = "chat not found"
-
-
-bp.before_request(connect_database)
 
 
 def owned_session_or_404(session_id):

@@ -20,12 +20,6 @@ from store import feed
 SESSION_NOT_FOUND = "session not found"
 
 
-def connect_database():
-    """Only the API routes touch the database; /healthz and preflights (OPTIONS) never do."""
-    if request._get_current_object().method != "OPTIONS":  # the proxies' objects taken directly: observability/hooks.py
-        models.database.obj.connect()
-
-
 def session_id_or_404(sid):
     """A ULID, uppercased as stored; anything else is simply not found."""
     sid = sid.upper()

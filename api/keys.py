@@ -7,14 +7,13 @@ from flask import Blueprint
 
 from admin_schemas import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeySchema, ListQuerySchema
 from api.conditional import created, json_response, no_content
-from api.inputs import (connect_database, json_object_body, listing_page, listing_position, load_or_422, query_or_422,
+from api.inputs import (json_object_body, listing_page, listing_position, load_or_422, query_or_422,
                         row_id_or_404)
 from auth import api_key_digest, current_org, new_api_key, requires
 from errors import not_found
 from store import keys
 
 bp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys")
-bp.before_request(connect_database)
 create_schema, list_query_schema = ApiKeyCreateSchema(), ListQuerySchema()
 key_schema, created_schema = ApiKeySchema(), ApiKeyCreatedSchema()
 KEY_NOT_FOUND = "API key not found"

@@ -10,8 +10,8 @@ import models
 from api.chats import owned_session_or_404
 from api.conditional import json_response
 from api.cursors import encode_since
-from api.inputs import (SESSION_NOT_FOUND, connect_database, json_object_body, load_or_422, query_or_422,
-                        session_id_or_404, signing_key, since_position)
+from api.inputs import (SESSION_NOT_FOUND, json_object_body, load_or_422, query_or_422, session_id_or_404,
+                        signing_key, since_position)
 from api.lines import load_sync_body
 from auth import current_owner, requires
 from errors import ApiError, not_found
@@ -20,7 +20,6 @@ from store.watch import watcher
 from sync_schemas import MAX_CHANGES_PAGE, ChangesQuerySchema, dump_change
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1/sessions/<sid>")
-bp.before_request(connect_database)
 changes_query_schema = ChangesQuerySchema()
 GONE_MESSAGE = ("changes older than this since token have been purged, so a deletion may have been missed; "
                 "start again without since (a full sync)")
@@ -63,10 +62,10 @@ def list_changes(sid):
     picked, position, has_more = feed.page_of_changes(found.rows, window - 1, limit, changed_by, position)
     deadline = time.monotonic() + query["wait"]
     while not picked and not has_more and time.monotonic() < deadline and not watcher.stopping():
-        # Every check above is settled; the wait holds no connection (store/watch.py), then reads again.
+        # Every check above is settled; the wait holds no connection (store/watch.py), and the read after it
+        # takes what it needs again.
         models.database.close()
         moved = watcher.wait_past(session_id, position, deadline - time.monotonic())
-        connect_database()
         if moved:
             found = feed.changes_after(current_owner(), session_id, position, window)
             picked, position, has_more = feed.page_of_changes(found.rows, window - 1, limit, changed_by, position)

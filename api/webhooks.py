@@ -10,15 +10,14 @@ from flask import Blueprint, current_app
 from admin_schemas import (DeliverySchema, ListQuerySchema, ReplayAcceptedSchema, ReplaySchema, WebhookCreateSchema,
                            WebhookSchema, WebhookUpdateSchema, WebhookWithSecretSchema)
 from api.conditional import created, json_response, no_content
-from api.inputs import (connect_database, json_object_body, listing_page, listing_position, load_or_422,
-                        query_or_422, row_id_or_404, since_position)
+from api.inputs import (json_object_body, listing_page, listing_position, load_or_422, query_or_422,
+                        row_id_or_404, since_position)
 from auth import current_org, requires
 from errors import not_found, validation_error
 from push import registry
 from store import webhooks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks")
-bp.before_request(connect_database)
 create_schema, update_schema, replay_schema = WebhookCreateSchema(), WebhookUpdateSchema(), ReplaySchema()
 list_query_schema, webhook_schema, with_secret_schema = ListQuerySchema(), WebhookSchema(), WebhookWithSecretSchema()
 delivery_schema, replay_accepted_schema = DeliverySchema(), ReplayAcceptedSchema()

@@ -46,7 +46,7 @@ def list_chats(owner, session_id, filters, after, limit):
     A deep page costs what the first page costs: the display index is walked
     from that position, never counted through.
     """
-    rows = execute_read(*page_statement(owner, session_id, filters, after, limit)).fetchall()
+    rows = execute_read(*page_statement(owner, session_id, filters, after, limit))
     if on_postgresql():
         return head_and_rows(owner, rows, CHAT_FIELDS, DISPLAY_ORDER_KEY, descending=True)
     return head_and_rows(owner, rows, CHAT_FIELDS)  # in display order already: the statement's own ORDER BY

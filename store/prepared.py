@@ -49,9 +49,10 @@ class PreparedReads:
     """A mixin for peewee's PostgreSQL database: execute_read(), a SELECT sent as a prepared statement."""
 
     def execute_read(self, sql, params):
-        """Run a SELECT (psycopg2's named placeholders, a dict of parameters) as its text's prepared statement."""
+        """A SELECT's rows (psycopg2's named placeholders, a dict of parameters), run as its text's prepared
+        statement."""
         if self.in_transaction():
-            return self.execute_sql(sql, params)
+            return self.execute_sql(sql, params).fetchall()
         name, execute, prepare_and_execute = statement_texts(sql)
         known = _has_prepared(self.connection(), name)
         attempt = execute if known else prepare_and_execute
@@ -65,10 +66,10 @@ class PreparedReads:
                 continue
             if not (known and attempt is execute):  # a name this connection already knows needs no remembering
                 _remember(self.connection(), name)  # the connection now: a reconnect may have replaced it
-            return cursor
+            return cursor.fetchall()
         # Behind PgBouncer the second attempt may land on yet another server connection, which answers the
         # other way again: the text itself, which every server runs.
-        return self.execute_sql(sql, params)
+        return self.execute_sql(sql, params).fetchall()
 
 
 def _next_attempt(sqlstate, name, execute, prepare_and_execute):

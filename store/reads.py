@@ -127,7 +127,7 @@ def read(owner, statement, body_fields, order_key, descending=False):
     The rows are put in `order_key` order once more here: SQL promises no order for a UNION ALL without an
     ORDER BY of its own, and that sort cost SQLite more than this one pass over rows already in order.
     """
-    found = head_and_rows(owner, execute_read(*statement).fetchall(), body_fields)
+    found = head_and_rows(owner, execute_read(*statement), body_fields)
     names = _names(body_fields)
     body_rows = [dict(zip(names, row[len(HEAD_NAMES):])) for row in found.rows]
     body_rows.sort(key=order_key, reverse=descending)
@@ -206,7 +206,7 @@ def joined_text(by_key, capability, join):
 
 
 def _joined_read(owner, statement):
-    rows = execute_read(*statement).fetchall()
+    rows = execute_read(*statement)
     if not rows:
         return Read(owner.found(None), [])
     chat = dict(zip(_names(CHAT_FIELDS), rows[0][len(HEAD_NAMES):]))

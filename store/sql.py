@@ -27,7 +27,8 @@ def execute(text, params=None):
 
 
 def execute_read(text, params):
-    """Run a SELECT outside a transaction, as a prepared statement on PostgreSQL (store.prepared); its cursor."""
+    """A hot read's rows: a SELECT, as a prepared statement on PostgreSQL (store.prepared), on the process's read
+    connection on SQLite (models.SqliteReadConnection)."""
     return database.obj.execute_read(driver_text(text, on_postgresql()), params)
 
 

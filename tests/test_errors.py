@@ -1,9 +1,7 @@
 """The one error envelope for framework errors too; health checks (contract §1, §5)."""
-import peewee
 import pytest
 
 import models
-from store import reads
 from conftest import SESSION_ID, add_chats, chat_url, error_body
 
 
@@ -67,29 +65,18 @@ def test_chats_answer_503_when_the_database_does_not(make_app, headers):
 
 @pytest.mark.parametrize("url", [chat_url(SESSION_ID, "1@s.whatsapp.net"), chat_url(SESSION_ID)])
 def test_a_hot_read_that_sqlite_aborts_is_503(client, headers, orgs, database_url, url):
-    """The hot read goes to sqlite3 directly (models.py): its errors must still arrive as peewee's, the 503."""
+    """The hot read goes to the process's read connection (models.SqliteReadConnection): its errors must still
+    arrive as peewee's, the 503."""
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's driver")
     add_chats(SESSION_ID, {"jid": "1@s.whatsapp.net"})
-    assert client.get(url, headers=headers).status_code == 200  # the pool now holds one idle connection
-    with models.database.connection_context():  # that one, checked out and back in: the request's next
-        idle = models.database.connection()
-    idle.set_progress_handler(lambda: 1, 1)  # SQLite aborts the next statement: "interrupted"
+    assert client.get(url, headers=headers).status_code == 200
+    read_connection = models.database.obj.reads.connection()
+    read_connection.set_progress_handler(lambda: 1, 1)  # SQLite aborts the next statement: "interrupted"
     try:
         response = client.get(url, headers=headers)
     finally:
-        idle.set_progress_handler(None, 1)
+        read_connection.set_progress_handler(None, 1)
     assert response.status_code == 503
     assert response.get_json() == error_body("unavailable", "the database is not answering; try again shortly")
-    assert client.get(url, headers=headers).status_code == 200  # the connection went back to the pool whole
-
-
-def test_a_hot_read_without_the_requests_connection_is_refused_as_before(orgs, database_url):
-    """The direct hot read (models.py) falls back to peewee's own path when no connection is open: with
-    autoconnect off, that is peewee's InterfaceError, never a connection opened on the side."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's direct read")
-    assert models.database.obj.is_closed()
-    with pytest.raises(peewee.InterfaceError, match="connection not opened"):
-        reads.session_state(reads.Owner(org_id="acme"), SESSION_ID)
-    assert models.database.obj.is_closed()
+    assert client.get(url, headers=headers).status_code == 200  # the connection reads on, whole

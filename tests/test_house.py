@@ -10,7 +10,6 @@ from flask import Blueprint, jsonify
 
 import models
 from app import create_app
-from api.inputs import connect_database
 from auth import api_key_digest, new_api_key, requires
 from cli import issue_api_key
 from conftest import SESSION_ID, add_chats, error_body
@@ -62,7 +61,6 @@ def probe(base_environ):
     (An app of its own, outside the suite's check of every response against /openapi.json.)"""
     app = create_app(base_environ)
     probes = Blueprint("probe", __name__)
-    probes.before_request(connect_database)  # as the API's blueprints do
 
     @probes.get("/probe")
     @requires("read")

@@ -2,7 +2,6 @@
 limit; rows put in display order whatever order they come in; a refused read never reads the body."""
 import os
 import random
-import types
 
 import peewee
 import pytest
@@ -117,9 +116,9 @@ def test_a_page_is_put_in_order_whatever_order_the_rows_come_in(app, orgs, monke
         real_execute = models.database.obj.execute_read
 
         def shuffled(sql, params=None):
-            rows = real_execute(sql, params).fetchall()
+            rows = real_execute(sql, params)
             random.Random(7).shuffle(rows)
-            return types.SimpleNamespace(fetchall=lambda: rows)
+            return rows
         monkeypatch.setattr(models.database.obj, "execute_read", shuffled)
         found_rows = pages.list_chats(owner, SESSION_ID, {}, None, 20)
     found = chats_of(found_rows)
