@@ -142,6 +142,11 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
             return self.execute_sql(sql, params).fetchall()
         return self.reads.rows(sql, params)
 
+    def close_all(self):
+        """Every connection of this database, the read connection's too (gunicorn's master, before it forks)."""
+        super().close_all()
+        self.reads.close()
+
     def begin(self, lock_type=None):
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         pause = 0.0001
@@ -204,6 +209,10 @@ class SqliteReadConnection:
         """The driver's connection, opened if need be (tests make SQLite misbehave on it)."""
         with self.lock:
             return self.database.connection()
+
+    def close(self):
+        with self.lock:
+            self.database.close()
 
 
 def migrate():

@@ -123,3 +123,12 @@ def test_a_forked_child_reads_on_a_connection_of_its_own(orgs):
     assert said == "Ada True"
     assert read.database is parents and read.inherited == []
     assert reads.find_chat(reads.Owner(org_id="acme"), SESSION_ID, JID).rows[0]["name"] == "Ada"
+
+
+def test_closing_the_database_closes_its_read_connection(orgs):
+    assert reads.session_state(reads.Owner(org_id="acme"), SESSION_ID)["owned_session"] == SESSION_ID
+    read = models.database.obj.reads
+    assert not read.database.is_closed()
+    models.database.obj.close_all()
+    assert read.database.is_closed()
+    assert reads.session_state(reads.Owner(org_id="acme"), SESSION_ID)["owned_session"] == SESSION_ID  # reopened
