@@ -8,7 +8,7 @@ import pytest
 
 import models
 from auth import api_key_digest
-from conftest import SESSION_ID, add_chats, chat_url, connected
+from conftest import SESSION_ID, add_chats, chat_url, connected, error_body
 from store import reads
 
 sqlite_only = pytest.mark.skipif(os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
@@ -41,12 +41,16 @@ def test_reads_check_nothing_out_of_the_pool(client, keys, orgs, checkouts):
     assert models.database.obj.is_closed()
 
 
-@pytest.mark.parametrize("method, url, body, status", [
-    ("GET", chat_url(SESSION_ID, JID), None, 200), ("PATCH", chat_url(SESSION_ID, JID), {"pinned": True}, 200),
-    ("GET", chat_url(SESSION_ID, "missing@s.whatsapp.net"), None, 404),
-    ("PATCH", chat_url(SESSION_ID, JID), {"x": 1}, 422), ("GET", CHANGES_URL + "?wait=1", None, 200),
-    ("GET", "/api/v1/api-keys", None, 403)])
-def test_every_request_gives_back_the_connection_it_took(client, keys, orgs, method, url, body, status):
+@pytest.mark.parametrize("method, url, body, status, answer", [
+    ("GET", chat_url(SESSION_ID, JID), None, 200, {"jid": JID, "pinned": False}),
+    ("PATCH", chat_url(SESSION_ID, JID), {"pinned": True}, 200, {"jid": JID, "pinned": True}),
+    ("GET", chat_url(SESSION_ID, "missing@s.whatsapp.net"), None, 404, error_body("not_found", "chat not found")),
+    ("PATCH", chat_url(SESSION_ID, JID), {"x": 1}, 422,
+     error_body("validation_error", "invalid x", {"x": ["Unknown field."]})),
+    ("GET", CHANGES_URL + "?wait=1", None, 200, {"data": [], "hasMore": False}),
+    ("GET", "/api/v1/api-keys", None, 403, error_body("forbidden", "this token lacks the 'admin' capability"))])
+def test_every_request_gives_back_the_connection_it_took(client, keys, orgs, method, url, body, status, answer):
+    """Whatever it answered: `answer` is the whole error body, or the fields a 200 carries."""
     add_chats(SESSION_ID, {"jid": JID})
     headers = {"Authorization": f"Bearer {keys['read,send']}"}  # no admin: the key list is refused, after a lookup
     if "wait" in url:  # a long-poll waits past the end of the order it reads first
@@ -54,6 +58,8 @@ def test_every_request_gives_back_the_connection_it_took(client, keys, orgs, met
         url = f"{url}&since={since}"
     response = client.open(url, method=method, headers=headers, json=body)
     assert response.status_code == status
+    sent = response.get_json()
+    assert (sent if "error" in answer else {name: sent[name] for name in answer}) == answer
     assert models.database.obj.is_closed()
 
 
